@@ -1,0 +1,183 @@
+-- Scripts over one deployment's hash and holds. Loaded by fleet/store/deployments.py; each
+-- function below is registered as its own script (split on the "--@" markers).
+--
+-- Deployment hash fields: request_id app version status_raw rank unknown_status sockets usage
+-- fqdn public_ip ports location tags fleet policy intent error_detail created_at ready_at
+-- last_heard empty_since draining draining_at stop_requested_at terminal_at
+-- rank: -1 unknown, 0..8 = fleet.models.Status. Empty sockets/usage = unknown.
+-- Holds hash: session id -> "size|expiry_ms|state", state r (reservation) or s (session).
+
+--@ holds_summary
+-- (shared helper; textually prepended to the scripts that need it)
+local function holds_summary(holds, now_ms)
+  local committed, reserved, count = 0, 0, 0
+  local flat = redis.call('HGETALL', holds)
+  for i = 1, #flat, 2 do
+    local size, exp, state = string.match(flat[i + 1], '^(%d+)|(%d+)|(%a)$')
+    size = tonumber(size) or 0
+    exp = tonumber(exp) or 0
+    if state == 'r' and exp <= now_ms then
+      redis.call('HDEL', holds, flat[i])
+    elseif state == 's' then
+      committed = committed + size
+      count = count + 1
+    else
+      reserved = reserved + size
+      count = count + 1
+    end
+  end
+  return committed, reserved, count
+end
+
+local function refresh_empty(dep, holds, now_ms)
+  -- empty_since: READY, usage known 0, no hold. Anything else clears it.
+  local rank = tonumber(redis.call('HGET', dep, 'rank') or '-1')
+  local usage = redis.call('HGET', dep, 'usage')
+  local _, _, count = holds_summary(holds, now_ms)
+  if rank == 5 and usage == '0' and count == 0 then
+    if not redis.call('HGET', dep, 'empty_since') then
+      redis.call('HSET', dep, 'empty_since', tostring(now_ms / 1000))
+    end
+  else
+    redis.call('HDEL', dep, 'empty_since')
+  end
+end
+
+--@ apply_report
+-- KEYS: dep, holds, live, events   ARGV: report JSON
+-- report: {request_id, rank (nil = no status, -1 = unknown string), status_raw, source, now,
+--          facts = {field = string}, snapshot = {field = string}, usage = string|nil}
+-- "facts" are always written when the field is empty; "snapshot" fields and usage only when the
+-- report is fresh: a transition, or a poll of the platform (source ~= 'webhook').
+local dep, holds, live, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local r = cjson.decode(ARGV[1])
+local now = tonumber(r.now)
+local now_ms = math.floor(now * 1000)
+local created = 0
+if redis.call('EXISTS', dep) == 0 then
+  redis.call('HSET', dep, 'request_id', r.request_id, 'rank', '-1', 'draining', '0',
+             'created_at', tostring(now))
+  redis.call('SADD', live, r.request_id)
+  created = 1
+end
+local cur = tonumber(redis.call('HGET', dep, 'rank') or '-1')
+local new = tonumber(r.rank or '-99')
+local transition = 0
+if new ~= -99 then
+  if new >= 0 then
+    if cur < 0 or (cur < 7 and new > cur) then
+      redis.call('HSET', dep, 'rank', tostring(new), 'status_raw', r.status_raw)
+      transition = 1
+      if new == 5 then redis.call('HSET', dep, 'ready_at', tostring(now)) end
+      if new >= 7 then
+        redis.call('SREM', live, r.request_id)
+        redis.call('HSET', dep, 'terminal_at', tostring(now))
+        redis.call('HDEL', dep, 'empty_since')
+      end
+    end
+  else
+    redis.call('HSET', dep, 'unknown_status', r.status_raw)
+    if cur < 0 then redis.call('HSET', dep, 'status_raw', r.status_raw) end
+  end
+end
+local stale = (new ~= -99 and new >= 0 and new < cur)
+local fresh = (transition == 1) or (r.source ~= 'webhook' and not stale)
+if type(r.facts) == 'table' then
+  for field, value in pairs(r.facts) do
+    local old = redis.call('HGET', dep, field)
+    if not old or old == '' or (fresh and value ~= '') then redis.call('HSET', dep, field, value) end
+  end
+end
+if fresh and type(r.snapshot) == 'table' then
+  for field, value in pairs(r.snapshot) do redis.call('HSET', dep, field, value) end
+end
+local usage_changed = 0
+if r.usage ~= nil and r.usage ~= cjson.null then
+  local old = redis.call('HGET', dep, 'usage')
+  if fresh or not old or old == '' then
+    if old ~= r.usage then usage_changed = 1 end
+    redis.call('HSET', dep, 'usage', r.usage)
+  end
+end
+redis.call('HSET', dep, 'last_heard', tostring(now))
+refresh_empty(dep, holds, now_ms)
+if transition == 1 then
+  redis.call('XADD', events, 'MAXLEN', '~', '10000', '*', 'kind', 'deployment',
+             'request_id', r.request_id, 'rank', tostring(new), 'source', r.source)
+end
+return {transition, cur, created, usage_changed}
+
+--@ reserve
+-- KEYS: dep, holds   ARGV: session_id, size, now_ms, ttl_ms
+-- -> {1, 'ok'|'exists', free_after} or {0, reason}
+local dep, holds = KEYS[1], KEYS[2]
+local sid, size, now_ms, ttl_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('HGET', dep, 'rank') ~= '5' then return {0, 'not_ready'} end
+if redis.call('HGET', dep, 'draining') == '1' then return {0, 'draining'} end
+local sockets = tonumber(redis.call('HGET', dep, 'sockets') or '')
+local usage = tonumber(redis.call('HGET', dep, 'usage') or '')
+if not sockets or not usage then return {0, 'unknown'} end
+local committed, reserved = holds_summary(holds, now_ms)
+if redis.call('HEXISTS', holds, sid) == 1 then return {1, 'exists', 0} end
+local used = math.max(usage, committed) + reserved
+if used + size > sockets then return {0, 'full'} end
+redis.call('HSET', holds, sid, tostring(size) .. '|' .. tostring(now_ms + ttl_ms) .. '|r')
+redis.call('HDEL', dep, 'empty_since')
+return {1, 'ok', sockets - used - size}
+
+--@ confirm
+-- KEYS: dep, holds   ARGV: session_id, size   -> 1 (the hold is now a session)
+local dep, holds = KEYS[1], KEYS[2]
+redis.call('HSET', holds, ARGV[1], ARGV[2] .. '|0|s')
+redis.call('HDEL', dep, 'empty_since')
+return 1
+
+--@ release
+-- KEYS: dep, holds   ARGV: session_id, now_ms   -> 1 if a hold was removed
+local dep, holds = KEYS[1], KEYS[2]
+local removed = redis.call('HDEL', holds, ARGV[1])
+if redis.call('EXISTS', dep) == 1 then refresh_empty(dep, holds, tonumber(ARGV[2])) end
+return removed
+
+--@ resize
+-- KEYS: dep, holds   ARGV: session_id, new_size, now_ms  -> {1} or {0, reason}
+-- Changes a confirmed session's size (users added or removed) without overbooking.
+local dep, holds = KEYS[1], KEYS[2]
+local sid, size, now_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local cur = redis.call('HGET', holds, sid)
+if not cur then return {0, 'no_session'} end
+local old = tonumber(string.match(cur, '^(%d+)|')) or 0
+if size > old then
+  local sockets = tonumber(redis.call('HGET', dep, 'sockets') or '')
+  local usage = tonumber(redis.call('HGET', dep, 'usage') or '')
+  if not sockets or not usage then return {0, 'unknown'} end
+  local committed, reserved = holds_summary(holds, now_ms)
+  if math.max(usage, committed) + reserved + (size - old) > sockets then return {0, 'full'} end
+end
+redis.call('HSET', holds, sid, tostring(size) .. '|0|s')
+return {1}
+
+--@ try_drain
+-- KEYS: dep, holds   ARGV: now_ms, allow_starting (1: a stuck, never-READY deployment)
+-- Marks the deployment draining only if nothing is or may soon be on it. Atomic with reserve:
+-- a placement and a stop can never both win.
+local dep, holds = KEYS[1], KEYS[2]
+local now_ms, allow_starting = tonumber(ARGV[1]), ARGV[2] == '1'
+if redis.call('EXISTS', dep) == 0 then return {0, 'unknown_deployment'} end
+if redis.call('HGET', dep, 'draining') == '1' then return {0, 'already_draining'} end
+local rank = tonumber(redis.call('HGET', dep, 'rank') or '-1')
+if rank >= 7 then return {0, 'terminal'} end
+if rank ~= 5 and not (allow_starting and rank >= 0 and rank < 5) then return {0, 'not_ready'} end
+local usage = redis.call('HGET', dep, 'usage')
+if usage == false or usage == '' then return {0, 'usage_unknown'} end
+if tonumber(usage) ~= 0 then return {0, 'in_use'} end
+local _, _, count = holds_summary(holds, now_ms)
+if count > 0 then return {0, 'held'} end
+redis.call('HSET', dep, 'draining', '1', 'draining_at', tostring(now_ms / 1000))
+return {1, 'ok'}
+
+--@ undrain
+-- KEYS: dep   ARGV: -   -> 1. A stop that the platform refused for good returns the deployment.
+redis.call('HSET', KEYS[1], 'draining', '0')
+redis.call('HDEL', KEYS[1], 'draining_at', 'stop_requested_at')
+return 1
