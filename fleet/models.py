@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -220,7 +222,7 @@ def validate_policy_data(kind: str, data: Any) -> dict[str, Any]:
     if kind == "Tag" and any(f.field != "location_tags" for f in parsed.filters):
         raise ValueError("Tag policies filter on field 'location_tags'")
     if kind == "Location" and any(f.field == "location_tags" for f in parsed.filters):
-        raise ValueError("Location policies filter on city, country, continent, region or administrative_division")
+        raise ValueError("Location policies filter on city, country, continent, region or division")
     return parsed.model_dump()
 
 
@@ -298,3 +300,29 @@ class SessionRecord(BaseModel):
     create_time: float = 0.0
     linked_at: float | None = None
     deadline: float | None = None  # a waiting session becomes unprocessable after this
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A normalised report about one deployment, from a webhook, a status poll or the list.
+
+    `usage` None means the report said nothing usable about usage (unknown, not 0).
+    """
+
+    request_id: str
+    status_raw: str | None = None
+    sockets: int | None = None
+    usage: int | None = None
+    app: str = ""
+    version: str = ""
+    fqdn: str = ""
+    public_ip: str = ""
+    ports: Mapping[str, Any] | None = None
+    location: DeploymentLocation | None = None
+    tags: tuple[str, ...] | None = None
+    error_detail: str = ""
+    source: str = "webhook"  # webhook | poll | list | create
+
+    @property
+    def status(self) -> Status | None:
+        return parse_status(self.status_raw) if self.status_raw is not None else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from fleet.models import StatusReport
 from fleet.store.coord import Coordination, Event, Lease
-from fleet.store.deployments import DeploymentStore, HoldResult, ReportResult, StatusReport
+from fleet.store.deployments import DeploymentStore, HoldResult, ReportResult
 from fleet.store.fleets import AppVersionFacts, FleetStore
 from fleet.store.keys import Keys
 from fleet.store.sessions import SessionStore

@@ -74,12 +74,18 @@ class Coordination:
 
     # --- events -------------------------------------------------------------------------------
     async def publish(self, kind: str, **fields: str) -> str:
-        return str(await self.redis.xadd(self.keys.events(), {"kind": kind, **fields},
-                                         maxlen=EVENTS_MAXLEN, approximate=True))
+        return str(
+            await self.redis.xadd(
+                self.keys.events(), {"kind": kind, **fields}, maxlen=EVENTS_MAXLEN, approximate=True
+            )
+        )
 
     async def last_event_id(self) -> str:
-        info = await self.redis.xinfo_stream(self.keys.events()) if await self.redis.exists(
-            self.keys.events()) else None
+        info = (
+            await self.redis.xinfo_stream(self.keys.events())
+            if await self.redis.exists(self.keys.events())
+            else None
+        )
         return str(info["last-generated-id"]) if info else "0-0"
 
     async def read_events(self, redis: Redis, after: str, block_ms: int, count: int = 500) -> list[Event]:
@@ -95,8 +101,9 @@ class Coordination:
     # --- lease --------------------------------------------------------------------------------
     async def acquire_lease(self, holder: str, ttl_s: float) -> Lease:
         k = self.keys
-        held, token, changed = await self._acquire(keys=[k.lease(), k.fence(), k.leader_changes()],
-                                                    args=[holder, int(ttl_s * 1000)])
+        held, token, changed = await self._acquire(
+            keys=[k.lease(), k.fence(), k.leader_changes()], args=[holder, int(ttl_s * 1000)]
+        )
         return Lease(bool(int(held)), int(token), bool(int(changed)))
 
     async def release_lease(self, holder: str) -> None:
@@ -121,8 +128,11 @@ class Coordination:
 
     # --- account caps -------------------------------------------------------------------------
     async def admit_create(self, now: float, cap_per_minute: int, intent: str) -> bool:
-        return bool(await self._admit(keys=[self.keys.creates_window()],
-                                      args=[int(now * 1000), cap_per_minute, intent]))
+        return bool(
+            await self._admit(
+                keys=[self.keys.creates_window()], args=[int(now * 1000), cap_per_minute, intent]
+            )
+        )
 
     # --- Redis loss detection -----------------------------------------------------------------
     async def is_rebuilt(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from fleet.models import Deployment, DeploymentLocation, Status, parse_count, parse_status
+from fleet.models import Deployment, DeploymentLocation, Status, StatusReport, parse_count
 from fleet.store.keys import Keys
 
 SCRIPT_FILE = "deployments.lua"
@@ -53,32 +53,6 @@ class HoldResult:
     free_after: int = 0
 
 
-@dataclass(frozen=True)
-class StatusReport:
-    """A normalised report about one deployment, from a webhook, a status poll or the list.
-
-    `usage` None means the report said nothing usable about usage (unknown, not 0).
-    """
-
-    request_id: str
-    status_raw: str | None = None
-    sockets: int | None = None
-    usage: int | None = None
-    app: str = ""
-    version: str = ""
-    fqdn: str = ""
-    public_ip: str = ""
-    ports: Mapping[str, Any] | None = None
-    location: DeploymentLocation | None = None
-    tags: tuple[str, ...] | None = None
-    error_detail: str = ""
-    source: str = "webhook"  # webhook | poll | list | create
-
-    @property
-    def status(self) -> Status | None:
-        return parse_status(self.status_raw) if self.status_raw is not None else None
-
-
 def _encode_report(report: StatusReport, now: float) -> str:
     rank: int | None = None
     if report.status_raw is not None:
@@ -86,8 +60,11 @@ def _encode_report(report: StatusReport, now: float) -> str:
         rank = int(status) if status is not None else -1
     facts = {k: v for k, v in (("app", report.app), ("version", report.version)) if v}
     snapshot: dict[str, str] = {}
-    for name, value in (("fqdn", report.fqdn), ("public_ip", report.public_ip),
-                        ("error_detail", report.error_detail)):
+    for name, value in (
+        ("fqdn", report.fqdn),
+        ("public_ip", report.public_ip),
+        ("error_detail", report.error_detail),
+    ):
         if value:
             facts[name] = value
     if report.sockets is not None:
@@ -99,8 +76,12 @@ def _encode_report(report: StatusReport, now: float) -> str:
     if report.tags is not None:
         snapshot["tags"] = json.dumps(list(report.tags))
     payload: dict[str, Any] = {
-        "request_id": report.request_id, "status_raw": report.status_raw or "", "source": report.source,
-        "now": repr(now), "facts": facts or {"request_id": report.request_id}, "snapshot": snapshot or None,
+        "request_id": report.request_id,
+        "status_raw": report.status_raw or "",
+        "source": report.source,
+        "now": repr(now),
+        "facts": facts or {"request_id": report.request_id},
+        "snapshot": snapshot or None,
         "usage": None if report.usage is None else str(report.usage),
     }
     if rank is not None:
@@ -112,7 +93,7 @@ def decode_deployment(raw: Mapping[str, str], holds: Mapping[str, str], now_ms: 
     """Build a Deployment from its hash and holds; expired reservations are ignored."""
     committed = reserved = sessions = 0
     for value in holds.values():
-        size_s, exp_s, state = (value.split("|") + ["", "", ""])[:3]
+        size_s, exp_s, state = ([*value.split("|"), "", "", ""])[:3]
         size = int(size_s or 0)
         if state == "s":
             committed += size
@@ -171,8 +152,12 @@ class DeploymentStore:
             await self._after_transition(rid, report.status)
         if report.app and report.version:
             await self.redis.sadd(k.app_deployments(report.app, report.version), rid)
-        return ReportResult(bool(transition), Status(previous) if 0 <= previous <= 8 else None,
-                            bool(created), bool(usage_changed))
+        return ReportResult(
+            bool(transition),
+            Status(previous) if 0 <= previous <= 8 else None,
+            bool(created),
+            bool(usage_changed),
+        )
 
     async def _after_transition(self, rid: str, status: Status) -> None:
         if not status.terminal:
@@ -190,8 +175,9 @@ class DeploymentStore:
             pipe.delete(self.keys.holds(rid))
             await pipe.execute()
 
-    async def record_owner(self, rid: str, *, fleet: str, policy: str, intent: str, app: str,
-                           version: str, now: float) -> None:
+    async def record_owner(
+        self, rid: str, *, fleet: str, policy: str, intent: str, app: str, version: str, now: float
+    ) -> None:
         """Tie a deployment to the policy that created (or adopted) it. Keeps any earlier facts."""
         k = self.keys
         await self.apply(StatusReport(request_id=rid, app=app, version=version, source="create"), now)
@@ -248,17 +234,20 @@ class DeploymentStore:
         return HoldResult(bool(int(out[0])), str(out[1]), int(out[2]) if len(out) > 2 else 0)
 
     async def confirm(self, rid: str, session_id: str, size: int) -> None:
-        await self._scripts["confirm"](keys=[self.keys.deployment(rid), self.keys.holds(rid)],
-                                       args=[session_id, size])
+        await self._scripts["confirm"](
+            keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, size]
+        )
 
     async def release(self, rid: str, session_id: str, now: float) -> bool:
-        out = await self._scripts["release"](keys=[self.keys.deployment(rid), self.keys.holds(rid)],
-                                             args=[session_id, int(now * 1000)])
+        out = await self._scripts["release"](
+            keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, int(now * 1000)]
+        )
         return bool(int(out))
 
     async def resize(self, rid: str, session_id: str, size: int, now: float) -> HoldResult:
-        out = await self._scripts["resize"](keys=[self.keys.deployment(rid), self.keys.holds(rid)],
-                                            args=[session_id, size, int(now * 1000)])
+        out = await self._scripts["resize"](
+            keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, size, int(now * 1000)]
+        )
         return HoldResult(bool(int(out[0])), str(out[1]) if len(out) > 1 else "ok")
 
     # --- draining and stopping ----------------------------------------------------------------

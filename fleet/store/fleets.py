@@ -58,8 +58,11 @@ class FleetStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hdel(k.fleets(), old)
             pipe.hset(k.fleets(), fleet.name, fleet.model_dump_json())
-            for src, dst in ((k.policies(old), k.policies(fleet.name)), (k.links(old), k.links(fleet.name)),
-                             (k.decisions(old), k.decisions(fleet.name))):
+            for src, dst in (
+                (k.policies(old), k.policies(fleet.name)),
+                (k.links(old), k.links(fleet.name)),
+                (k.decisions(old), k.decisions(fleet.name)),
+            ):
                 if src != dst:
                     pipe.copy(src, dst, replace=True)
                     pipe.delete(src)
@@ -112,8 +115,10 @@ class FleetStore:
 
     async def links(self, fleet: str) -> list[AppVersionRef]:
         raw = await self.redis.hkeys(self.keys.links(fleet))
-        return sorted((AppVersionRef(app=a, version=v) for a, v in (x.split(SEP, 1) for x in raw)),
-                      key=lambda r: (r.app, r.version))
+        return sorted(
+            (AppVersionRef(app=a, version=v) for a, v in (x.split(SEP, 1) for x in raw)),
+            key=lambda r: (r.app, r.version),
+        )
 
     # --- app version facts (cached from the platform) -----------------------------------------
     async def get_app_version(self, app: str, version: str) -> AppVersionFacts | None:
@@ -121,8 +126,9 @@ class FleetStore:
         return AppVersionFacts.from_json(raw) if raw else None
 
     async def put_app_version(self, facts: AppVersionFacts, ttl_s: float = 600.0) -> None:
-        await self.redis.set(self.keys.app_version(facts.app, facts.version), facts.to_json(),
-                             px=int(ttl_s * 1000))
+        await self.redis.set(
+            self.keys.app_version(facts.app, facts.version), facts.to_json(), px=int(ttl_s * 1000)
+        )
 
     # --- decisions and policy memory ------------------------------------------------------------
     async def add_decision(self, fleet: str, record: dict[str, object], keep: int = 200) -> None:
