@@ -1,0 +1,31 @@
+"""Every Prometheus metric the service exports, in one catalogue (mirrored in the README).
+
+Processes: web (`W`), scaler (`S`), worker (`K`). Labels are bounded: fleet, policy, endpoint,
+kind, result, reason; never session, player or request ids. In multiprocess mode (web with
+several workers, RQ workers) each process writes its samples under PROMETHEUS_MULTIPROC_DIR and a
+scrape aggregates them (see `fleet.observability.render_metrics`).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SLOW_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+# --- platform client (W, S, K) -----------------------------------------------------------------
+PLATFORM_CALLS = Counter(
+    "fleet_platform_calls_total", "Codema API calls by endpoint and result", ["endpoint", "result"]
+)
+PLATFORM_LATENCY = Histogram(
+    "fleet_platform_call_duration_seconds", "Codema API call latency, one attempt", ["endpoint"],
+    buckets=LATENCY_BUCKETS_S,
+)
+PLATFORM_RETRIES = Counter("fleet_platform_retries_total", "Retried Codema API attempts", ["endpoint", "reason"])
+PLATFORM_BACKOFF = Gauge(
+    "fleet_platform_backoff_seconds", "Seconds left of the shared 429 back-off", multiprocess_mode="max"
+)
+PLATFORM_CIRCUIT_OPEN = Gauge(
+    "fleet_platform_circuit_open", "1 while an endpoint's circuit breaker is open", ["endpoint"],
+    multiprocess_mode="max",
+)
