@@ -18,14 +18,20 @@ PLATFORM_CALLS = Counter(
     "fleet_platform_calls_total", "Codema API calls by endpoint and result", ["endpoint", "result"]
 )
 PLATFORM_LATENCY = Histogram(
-    "fleet_platform_call_duration_seconds", "Codema API call latency, one attempt", ["endpoint"],
+    "fleet_platform_call_duration_seconds",
+    "Codema API call latency, one attempt",
+    ["endpoint"],
     buckets=LATENCY_BUCKETS_S,
 )
-PLATFORM_RETRIES = Counter("fleet_platform_retries_total", "Retried Codema API attempts", ["endpoint", "reason"])
+PLATFORM_RETRIES = Counter(
+    "fleet_platform_retries_total", "Retried Codema API attempts", ["endpoint", "reason"]
+)
 PLATFORM_BACKOFF = Gauge(
     "fleet_platform_backoff_seconds", "Seconds left of the shared 429 back-off", multiprocess_mode="max"
 )
 PLATFORM_CIRCUIT_OPEN = Gauge(
-    "fleet_platform_circuit_open", "1 while an endpoint's circuit breaker is open", ["endpoint"],
+    "fleet_platform_circuit_open",
+    "1 while an endpoint's circuit breaker is open",
+    ["endpoint"],
     multiprocess_mode="max",
 )

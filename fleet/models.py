@@ -300,6 +300,9 @@ class SessionRecord(BaseModel):
     create_time: float = 0.0
     linked_at: float | None = None
     deadline: float | None = None  # a waiting session becomes unprocessable after this
+    # Where the players are (from the platform's IP lookup or geo_ip_list), so the scaler can add
+    # capacity near them: {"latitude", "longitude", "country", "continent"}.
+    origin: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

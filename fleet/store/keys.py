@@ -73,6 +73,10 @@ class Keys:
     def session(self, session_id: str) -> str:
         return self._k("session", session_id)
 
+    def platform_session(self, platform_session_id: str) -> str:
+        """String: the platform's session id -> our session id."""
+        return self._k("psession", platform_session_id)
+
     def sessions(self) -> str:
         """Sorted set: session id by creation time."""
         return self._k("sessions")

@@ -50,6 +50,14 @@ class SessionStore:
             pipe.zrem(self.keys.waiting_sessions(), session_id)
             await pipe.execute()
 
+    # --- the platform's id beside ours --------------------------------------------------------
+    async def link_platform_id(self, platform_session_id: str, session_id: str) -> None:
+        await self.redis.set(self.keys.platform_session(platform_session_id), session_id)
+
+    async def by_platform_id(self, platform_session_id: str) -> str | None:
+        value = await self.redis.get(self.keys.platform_session(platform_session_id))
+        return str(value) if value else None
+
     # --- waiting for capacity -----------------------------------------------------------------
     async def add_waiting(self, session_id: str, deadline: float) -> None:
         await self.redis.zadd(self.keys.waiting_sessions(), {session_id: deadline})

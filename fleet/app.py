@@ -1,0 +1,136 @@
+"""The ASGI application of `fleet web`: every room's routes behind one auth and error policy."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fleet.bootstrap import Services, bootstrap
+from fleet.http import HttpError, check_api_token, error_response
+from fleet.logging import event
+from fleet.observability import render_metrics
+from fleet.settings import Settings
+
+log = logging.getLogger("fleet.web")
+
+PUBLIC_PATHS = ("/metrics", "/healthz", "/readyz", "/openapi.json", "/webhooks/")
+REDIS_RETRY_AFTER_S = "2"
+
+
+class ApiAuth:
+    """Requires `Authorization: token <FLEET_API_TOKEN>` on the service API (everything under /v1)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/") and self.token:
+            try:
+                check_api_token(Request(scope), self.token)
+            except HttpError as err:
+                await error_response(err.status, err.message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _ops_routes(services: Services) -> list[BaseRoute]:
+    async def metrics(request: Request) -> Response:
+        body, content_type = render_metrics(services.settings.metrics_dir)
+        return Response(body, media_type=content_type)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await services.store.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            return error_response(503, "redis unreachable", {"Retry-After": REDIS_RETRY_AFTER_S})
+        return JSONResponse({"status": "ready"})
+
+    return [Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    return error_response(exc.status, exc.message, exc.headers, **exc.extra)
+
+
+async def _starlette_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    event(log, "redis_unavailable", logging.WARNING, path=request.url.path, error=type(exc).__name__)
+    return error_response(503, "state store unavailable, retry shortly", {"Retry-After": REDIS_RETRY_AFTER_S})
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"fleet_fields": {"path": request.url.path}})
+    return error_response(500, "internal error")
+
+
+def build_app(services: Services) -> Starlette:
+    from allocator.api import build_routes as allocator_routes
+    from autoscaler.api import build_routes as autoscaler_routes
+    from fleet.views import build_routes as view_routes
+    from webhooks.routes import build_routes as webhook_routes
+
+    routes = [
+        *_ops_routes(services),
+        *webhook_routes(services),
+        *autoscaler_routes(services),
+        *allocator_routes(services),
+        *view_routes(services),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        starters: list[Callable[[], Awaitable[None]]] = list(services.extras.get("on_start", []))  # type: ignore[call-overload]
+        for start in starters:
+            await start()
+        try:
+            yield
+        finally:
+            stoppers: list[Callable[[], Awaitable[None]]] = list(services.extras.get("on_stop", []))  # type: ignore[call-overload]
+            for stop in stoppers:
+                with contextlib.suppress(Exception):
+                    await stop()
+            await services.aclose()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HttpError: _http_error,
+            HTTPException: _starlette_error,
+            RedisConnectionError: _redis_down,
+            RedisTimeoutError: _redis_down,
+            Exception: _unexpected,
+        },
+    )
+    app.state.services = services
+    api_token = services.settings.api_token.get_secret_value()
+    app.add_middleware(ApiAuth, token=api_token)
+    return app
+
+
+def create_app() -> Starlette:
+    """uvicorn factory (`fleet.app:create_app`): settings are read here, in each worker process."""
+    from fleet.runners import setup_logging
+
+    settings = Settings()
+    setup_logging(settings)
+    return build_app(bootstrap(settings))
