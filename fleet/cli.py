@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo-report", help="report directory")
     demo.add_argument("--duration", type=float, default=150.0, help="seconds of compressed demand")
     demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument(
+        "--redis-url",
+        default=os.environ.get("FLEET_REDIS_URL"),
+        help="use this Redis (default: FLEET_REDIS_URL, else a private redis-server)",
+    )
     demo.set_defaults(func=_demo)
 
     replay = sub.add_parser("replay", help="offline what-if replay of a demand trace in virtual time")
