@@ -35,3 +35,13 @@ PLATFORM_CIRCUIT_OPEN = Gauge(
     ["endpoint"],
     multiprocess_mode="max",
 )
+
+# --- platform client admission (codema client) ---------------------------------------------------
+# Time a call waited before it was sent: `backoff` = the shared 429 window, `bucket` = the
+# endpoint's token bucket at the platform's documented rate.
+PLATFORM_WAIT = Histogram(
+    "fleet_platform_admission_wait_seconds",
+    "Codema API call wait before sending, by reason",
+    ["endpoint", "reason"],
+    buckets=LATENCY_BUCKETS_S,
+)
