@@ -21,13 +21,13 @@ def _web(args: argparse.Namespace) -> int:
 def _scaler(args: argparse.Namespace) -> int:
     from fleet.runners import run_scaler
 
-    return run_scaler(once=args.once)
+    return run_scaler(once=args.once, metrics_port=args.metrics_port)
 
 
 def _worker(args: argparse.Namespace) -> int:
     from fleet.runners import run_worker
 
-    return run_worker(burst=args.burst)
+    return run_worker(burst=args.burst, metrics_port=args.metrics_port)
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -82,10 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     scaler = sub.add_parser("scaler", help="the scaler loop (one leader at a time, others stand by)")
     scaler.add_argument("--once", action="store_true", help="one reconcile and decision pass, then exit")
+    scaler.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
     scaler.set_defaults(func=_scaler)
 
     worker = sub.add_parser("worker", help="an RQ worker performing platform calls")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--metrics-port", type=int, default=0, help="serve /metrics on this port (0: off)")
     worker.set_defaults(func=_worker)
 
     sim = sub.add_parser("sim", help="the embedded Codema platform simulator")

@@ -68,13 +68,23 @@ def run_web(host: str, port: int, *, workers: int = 1) -> int:
     return 0
 
 
-def run_scaler(*, once: bool = False) -> int:
+def serve_metrics(port: int) -> None:
+    """Expose this process's registry on its own port (scaler and worker do not fork)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="0.0.0.0")
+        event(log, "metrics_listen", port=port)
+
+
+def run_scaler(*, once: bool = False, metrics_port: int = 0) -> int:
     from autoscaler.loop import run_scaler as scaler_main
     from fleet.bootstrap import bootstrap
 
     settings = Settings()
     setup_logging(settings)
     event(log, "scaler_start", holder=f"{socket.gethostname()}:{os.getpid()}", once=once)
+    serve_metrics(metrics_port)
 
     async def main() -> None:
         services = bootstrap(settings)
@@ -87,7 +97,7 @@ def run_scaler(*, once: bool = False) -> int:
     return 0
 
 
-def run_worker(*, burst: bool = False) -> int:
+def run_worker(*, burst: bool = False, metrics_port: int = 0) -> int:
     from redis import Redis as SyncRedis
     from rq import Queue, SimpleWorker
 
@@ -97,6 +107,7 @@ def run_worker(*, burst: bool = False) -> int:
 
     settings = Settings()
     setup_logging(settings)
+    serve_metrics(metrics_port)
     runtime = WorkerRuntime(lambda: bootstrap(settings))
     install(runtime)
     connection = SyncRedis.from_url(settings.redis_url)
