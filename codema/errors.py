@@ -58,3 +58,15 @@ class AlreadyTerminated(PlatformRejected):
 
 class Unauthorized(PlatformRejected):
     """401/403: the token was refused."""
+
+
+class Conflict(PlatformRejected):
+    """409: the app, version or session already exists."""
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every non-trivial secret replaced: for messages built from platform answers."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
