@@ -224,10 +224,16 @@ class FakePlatform:
 
     def _sessions(self, parts: list[str], body: Any, request: httpx.Request) -> httpx.Response:
         items = [
-            {"session_id": sid, "status": "Status.READY", "ready": True, "linked": True, "kind": "Seat",
-             "user_count": len(s["ips"])}
+            {
+                "session_id": sid,
+                "status": "Status.READY",
+                "ready": True,
+                "linked": True,
+                "kind": "Seat",
+                "user_count": len(s["ips"]),
+            }
             for sid, s in self.sessions.items()
-        ]  # fmt: skip
+        ]
         return httpx.Response(200, json=self._page(items, request))
 
     def _telemetry(self, parts: list[str], body: Any, request: httpx.Request) -> httpx.Response:
@@ -235,14 +241,25 @@ class FakePlatform:
             return httpx.Response(200, json={"retrieval_key": "rk-1", "expire": "2024-05-26 12:05:00.000000"})
         return httpx.Response(
             200,
-            json={"retrieval_key": parts[2], "scores": [{"request_id": "b"}, {"request_id": "a"}],
-                  "partial_result": True},
-        )  # fmt: skip
+            json={
+                "retrieval_key": parts[2],
+                "scores": [{"request_id": "b"}, {"request_id": "a"}],
+                "partial_result": True,
+            },
+        )
 
     def _locations(self, parts: list[str], body: Any, request: httpx.Request) -> httpx.Response:
-        loc = {"city": "Montreal", "continent": "North America", "country": "Canada",
-               "timezone": "Eastern Time", "administrative_division": "Quebec", "latitude": 45.5,
-               "longitude": -73.56, "type": "standard", "tags": [{"key": "cpu", "value": "high-clock"}]}  # fmt: skip
+        loc = {
+            "city": "Montreal",
+            "continent": "North America",
+            "country": "Canada",
+            "timezone": "Eastern Time",
+            "administrative_division": "Quebec",
+            "latitude": 45.5,
+            "longitude": -73.56,
+            "type": "standard",
+            "tags": [{"key": "cpu", "value": "high-clock"}],
+        }
         return httpx.Response(200, json={"locations": [loc], "messages": []})
 
     def _ip(self, parts: list[str], body: Any, request: httpx.Request) -> httpx.Response:
@@ -258,48 +275,96 @@ class FakePlatform:
         if request.method == "POST":
             return httpx.Response(200, json={"success": True, "version": body})
         if len(parts) == 2:
-            return httpx.Response(200, json={"name": parts[1], "is_active": True, "create_time": "t",
-                                             "last_updated": "t"})  # fmt: skip
-        version = {"name": parts[3] if len(parts) > 3 else "v1", "docker_repository": "r", "docker_image": "i",
-                   "docker_tag": "t", "req_cpu": 256, "req_memory": 256,
-                   "session_config": {"kind": "Seat", "sockets": 10, "empty_ttl": 5}}  # fmt: skip
+            return httpx.Response(
+                200, json={"name": parts[1], "is_active": True, "create_time": "t", "last_updated": "t"}
+            )
+        version = {
+            "name": parts[3] if len(parts) > 3 else "v1",
+            "docker_repository": "r",
+            "docker_image": "i",
+            "docker_tag": "t",
+            "req_cpu": 256,
+            "req_memory": 256,
+            "session_config": {"kind": "Seat", "sockets": 10, "empty_ttl": 5},
+        }
         if parts[2] == "versions":
             return httpx.Response(200, json={"versions": [version], "total_count": 1})
         return httpx.Response(200, json=version)
 
     def _apps(self, parts: list[str], body: Any, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"applications": [{"name": "game", "is_active": True, "create_time": "t",
-                                                           "last_updated": "t"}]})  # fmt: skip
+        return httpx.Response(
+            200,
+            json={
+                "applications": [{"name": "game", "is_active": True, "create_time": "t", "last_updated": "t"}]
+            },
+        )
 
 
 def status_body(rid: str, *, status: str = "Status.READY", tags: list[str] | None = None) -> dict[str, Any]:
     return {
-        "request_id": rid, "fqdn": f"{rid}.codema.test", "app_name": "game", "app_version": "v1",
-        "current_status": status, "running": True, "whitelisting_active": False,
-        "start_time": "2024-05-26 12:00:45.831041", "elapsed_time": 3, "error": False, "public_ip": "203.0.113.7",
+        "request_id": rid,
+        "fqdn": f"{rid}.codema.test",
+        "app_name": "game",
+        "app_version": "v1",
+        "current_status": status,
+        "running": True,
+        "whitelisting_active": False,
+        "start_time": "2024-05-26 12:00:45.831041",
+        "elapsed_time": 3,
+        "error": False,
+        "public_ip": "203.0.113.7",
         "ports": {"7777": {"external": 31669, "internal": 7777, "protocol": "UDP", "name": "7777"}},
-        "location": {"city": "Montreal", "country": "Canada", "continent": "North America",
-                     "administrative_division": "Quebec", "timezone": "Eastern Time", "latitude": 45.5,
-                     "longitude": -73.56},
-        "tags": tags or [], "sockets": 10, "sockets_usage": 2,
-    }  # fmt: skip
+        "location": {
+            "city": "Montreal",
+            "country": "Canada",
+            "continent": "North America",
+            "administrative_division": "Quebec",
+            "timezone": "Eastern Time",
+            "latitude": 45.5,
+            "longitude": -73.56,
+        },
+        "tags": tags or [],
+        "sockets": 10,
+        "sockets_usage": 2,
+    }
 
 
 def session_body(sid: str, ips: list[str]) -> dict[str, Any]:
     return {
-        "session_id": sid, "status": "Status.READY", "ready": True, "linked": True, "kind": "Seat",
-        "user_count": len(ips), "app_id": 7, "create_time": "2024-05-26 12:00:45.831041", "elapsed": 1,
+        "session_id": sid,
+        "status": "Status.READY",
+        "ready": True,
+        "linked": True,
+        "kind": "Seat",
+        "user_count": len(ips),
+        "app_id": 7,
+        "create_time": "2024-05-26 12:00:45.831041",
+        "elapsed": 1,
         "session_users": [{"ip": ip} for ip in ips],
-        "deployment": {"request_id": "000000000001", "public_ip": "203.0.113.7", "status": "Status.READY",
-                       "ready": True, "whitelisting_active": False, "fqdn": "x.codema.test", "sockets": "10",
-                       "sockets_usage": "2"},
-    }  # fmt: skip
+        "deployment": {
+            "request_id": "000000000001",
+            "public_ip": "203.0.113.7",
+            "status": "Status.READY",
+            "ready": True,
+            "whitelisting_active": False,
+            "fqdn": "x.codema.test",
+            "sockets": "10",
+            "sockets_usage": "2",
+        },
+    }
 
 
 def lookup_body(ip: str) -> dict[str, Any]:
-    return {"type": "ipv4", "ip_address": ip,
-            "location": {"continent": {"code": "NA", "name": "North America"},
-                         "country": {"code": "CA", "name": "Canada"}, "latitude": 45.4, "longitude": -75.7}}  # fmt: skip
+    return {
+        "type": "ipv4",
+        "ip_address": ip,
+        "location": {
+            "continent": {"code": "NA", "name": "North America"},
+            "country": {"code": "CA", "name": "Canada"},
+            "latitude": 45.4,
+            "longitude": -75.7,
+        },
+    }
 
 
 def make_client(platform: FakePlatform, clock: FakeTime, **kwargs: Any) -> CodemaClient:

@@ -65,15 +65,34 @@ def test_status_keeps_the_raw_status_string_for_the_store() -> None:
 
 def test_status_webhook_body_becomes_a_kernel_report() -> None:
     body = {
-        "request_id": "93924761ccde", "fqdn": "x.codema.test", "app_name": "game", "app_version": "v1",
-        "current_status": "Status.READY", "running": True, "whitelisting_active": False,
-        "start_time": "2024-05-26 12:00:45.831041", "elapsed_time": "12", "error": False, "public_ip": "203.0.113.7",
-        "ports": {"7777": {"external": 31669, "internal": 7777, "protocol": "UDP", "name": "7777", "proxy": None}},
-        "location": {"city": "Montreal", "country": "Canada", "continent": "North America",
-                     "administrative_division": "Quebec", "timezone": "Eastern Time", "latitude": "45.5",
-                     "longitude": -73.56},
-        "tags": ["fleet-a", "intent:i1"], "sockets": "10", "sockets_usage": 3, "brand_new_field": {"x": 1},
-    }  # fmt: skip
+        "request_id": "93924761ccde",
+        "fqdn": "x.codema.test",
+        "app_name": "game",
+        "app_version": "v1",
+        "current_status": "Status.READY",
+        "running": True,
+        "whitelisting_active": False,
+        "start_time": "2024-05-26 12:00:45.831041",
+        "elapsed_time": "12",
+        "error": False,
+        "public_ip": "203.0.113.7",
+        "ports": {
+            "7777": {"external": 31669, "internal": 7777, "protocol": "UDP", "name": "7777", "proxy": None}
+        },
+        "location": {
+            "city": "Montreal",
+            "country": "Canada",
+            "continent": "North America",
+            "administrative_division": "Quebec",
+            "timezone": "Eastern Time",
+            "latitude": "45.5",
+            "longitude": -73.56,
+        },
+        "tags": ["fleet-a", "intent:i1"],
+        "sockets": "10",
+        "sockets_usage": 3,
+        "brand_new_field": {"x": 1},
+    }
     report = DeploymentStatus.model_validate(body).to_report("webhook")
     assert report.request_id == "93924761ccde" and report.source == "webhook"
     assert (report.status, report.sockets, report.usage) == (Status.READY, 10, 3)
@@ -131,8 +150,14 @@ def test_list_item_intent_tag() -> None:
 
 
 def test_session_get_accepts_seed_app_id_or_spec_app_version() -> None:
-    base = {"session_id": "s-s", "status": "Status.READY", "ready": True, "linked": True, "kind": "SEATS",
-            "user_count": "3"}  # fmt: skip
+    base = {
+        "session_id": "s-s",
+        "status": "Status.READY",
+        "ready": True,
+        "linked": True,
+        "kind": "SEATS",
+        "user_count": "3",
+    }
     seed = SessionInfo.model_validate({**base, "app_id": 7})
     spec = SessionInfo.model_validate({**base, "app_version": "8"})
     assert (seed.app_version, spec.app_version) == (7, 8)
@@ -156,9 +181,17 @@ def test_session_kind_is_normalised(raw: str, kind: str) -> None:
 
 def test_session_deployment_counts_and_report() -> None:
     info = SessionInfo.model_validate(
-        {"session_id": "s", "status": "status.unprocessable",
-         "deployment": {"request_id": "d1", "status": "Status.READY", "sockets": "5", "sockets_usage": "x"}}
-    )  # fmt: skip
+        {
+            "session_id": "s",
+            "status": "status.unprocessable",
+            "deployment": {
+                "request_id": "d1",
+                "status": "Status.READY",
+                "sockets": "5",
+                "sockets_usage": "x",
+            },
+        }
+    )
     assert info.status_name == "UNPROCESSABLE" and info.deployment_request_id == "d1"
     assert info.deployment is not None
     report = info.deployment.to_report("session")
@@ -192,9 +225,16 @@ def test_telemetry_scores_are_request_ids_best_first() -> None:
 
 def test_ip_lookup_is_flattened_and_unknown_is_none() -> None:
     known = IpLookup.model_validate(
-        {"ip_address": "1.1.1.1", "location": {"continent": {"code": "OC", "name": "Oceania"},
-                                               "country": {"code": "AU"}, "latitude": -33.8, "longitude": 151.2}}
-    )  # fmt: skip
+        {
+            "ip_address": "1.1.1.1",
+            "location": {
+                "continent": {"code": "OC", "name": "Oceania"},
+                "country": {"code": "AU"},
+                "latitude": -33.8,
+                "longitude": 151.2,
+            },
+        }
+    )
     assert (known.latitude, known.longitude, known.country_code, known.continent) == (
         -33.8,
         151.2,
@@ -254,13 +294,20 @@ def test_ip_lookup_request_holds_at_most_twenty() -> None:
 
 def test_secrets_in_requests_stay_out_of_reprs_but_reach_the_wire() -> None:
     version = AppVersionCreate(
-        name="v1", docker_repository="r", docker_image="i", docker_tag="t", req_cpu=256, req_memory=256,
-        private_token="registry-pass-123", envs=[{"key": "K", "value": "env-secret-456"}],  # type: ignore[list-item]
-    )  # fmt: skip
+        name="v1",
+        docker_repository="r",
+        docker_image="i",
+        docker_tag="t",
+        req_cpu=256,
+        req_memory=256,
+        private_token="registry-pass-123",
+        envs=[{"key": "K", "value": "env-secret-456"}],  # type: ignore[list-item]
+    )
     deploy = DeployRequest(
-        app_name="g", webhook_url="https://h/webhooks/deployments?token=hook-secret-789",
+        app_name="g",
+        webhook_url="https://h/webhooks/deployments?token=hook-secret-789",
         env_vars=[{"key": "K", "value": "env-secret-456", "is_hidden": True}],  # type: ignore[list-item]
-    )  # fmt: skip
+    )
     shown = repr(version) + str(version) + repr(deploy) + str(deploy)
     for secret in ("registry-pass-123", "env-secret-456", "hook-secret-789"):
         assert secret not in shown

@@ -14,7 +14,7 @@ import codema.client as client_module
 from codema.errors import PlatformError
 from codema.schemas import DeployRequest, SessionCreate
 from codema.transport import Endpoint
-from tests.unit.test_codema_client import Fault, FakePlatform, FakeTime, make_client, route
+from tests.unit.test_codema_client import FakePlatform, FakeTime, Fault, make_client, route
 
 TOKEN = "tok-SECRET-5e1f0c2d9b"
 REQUEST_ID = "93924761ccde"

@@ -99,48 +99,86 @@ async def exercise_every_method(client: CodemaClient, platform: FakePlatform) ->
 def full_deploy_request() -> DeployRequest:
     return DeployRequest.model_validate(
         {
-            "app_name": "game", "version_name": "v1", "is_public_app": False, "ip_list": ["198.51.100.1"],
+            "app_name": "game",
+            "version_name": "v1",
+            "is_public_app": False,
+            "ip_list": ["198.51.100.1"],
             "geo_ip_list": [{"ip": "198.51.100.2", "latitude": 45.5, "longitude": -73.5}],
-            "telemetry_profile_uuid_list": ["p1"], "env_vars": [{"key": "K", "value": "V", "is_hidden": True}],
-            "skip_telemetry": True, "location": {"latitude": 45.5, "longitude": -73.5},
-            "webhook_url": "https://h/webhooks/deployments?token=x", "tags": ["fleet-a"],
+            "telemetry_profile_uuid_list": ["p1"],
+            "env_vars": [{"key": "K", "value": "V", "is_hidden": True}],
+            "skip_telemetry": True,
+            "location": {"latitude": 45.5, "longitude": -73.5},
+            "webhook_url": "https://h/webhooks/deployments?token=x",
+            "tags": ["fleet-a"],
             "container_log_storage": {"enabled": True, "endpoint_storage": "s3"},
             "filters": [{"field": "city", "values": ["Montreal"], "filter_type": "any"}],
-            "ap_sort_strategy": "weighted", "command": "run", "arguments": "--fast",
+            "ap_sort_strategy": "weighted",
+            "command": "run",
+            "arguments": "--fast",
         }
-    )  # fmt: skip
+    )
 
 
 def full_session_request(request_id: str) -> SessionCreate:
     return SessionCreate.model_validate(
         {
-            "app_name": "game", "version_name": "v1", "ip_list": ["198.51.100.1"],
+            "app_name": "game",
+            "version_name": "v1",
+            "ip_list": ["198.51.100.1"],
             "geo_ip_list": [{"ip": "198.51.100.2", "latitude": 45.5, "longitude": -73.5}],
-            "deployment_request_id": request_id, "location": {"latitude": 45.5, "longitude": -73.5},
-            "city": "Montreal", "country": "Canada", "continent": "North America",
-            "administrative_division": "Quebec", "region": "na",
+            "deployment_request_id": request_id,
+            "location": {"latitude": 45.5, "longitude": -73.5},
+            "city": "Montreal",
+            "country": "Canada",
+            "continent": "North America",
+            "administrative_division": "Quebec",
+            "region": "na",
             "selectors": [{"tag": "ranked", "tag_only": False, "env": {"key": "MAP", "value": "1"}}],
             "webhook_url": "https://h/webhooks/sessions?token=x",
-            "filters": [{"field": "city", "values": ["Montreal"], "filter_type": "not"}], "skip_telemetry": False,
+            "filters": [{"field": "city", "values": ["Montreal"], "filter_type": "not"}],
+            "skip_telemetry": False,
         }
-    )  # fmt: skip
+    )
 
 
 def full_app_version() -> AppVersionCreate:
     return AppVersionCreate.model_validate(
         {
-            "name": "v1", "docker_repository": "registry.example", "docker_image": "studio/game",
-            "docker_tag": "1.0", "req_cpu": 256, "req_memory": 512, "is_active": True, "private_username": "u",
-            "private_token": "p", "req_video": 0, "max_duration": 60, "use_telemetry": True,
-            "whitelisting_active": False, "force_cache": False, "cache_min_hour": 1, "cache_max_hour": 5,
-            "time_to_deploy": 120, "enable_all_locations": False,
-            "session_config": {"kind": "Seat", "sockets": 10, "autodeploy": False, "empty_ttl": 5,
-                               "session_max_duration": 60},
-            "ports": [{"port": 7777, "protocol": "UDP", "to_check": True, "tls_upgrade": False, "name": "game"}],
-            "probe": {"optimal_ping": 60, "rejected_ping": 180}, "envs": [{"key": "K", "value": "V", "is_secret": True}],
-            "verify_image": False, "termination_grace_period_seconds": 30, "endpoint_storage": "s3",
+            "name": "v1",
+            "docker_repository": "registry.example",
+            "docker_image": "studio/game",
+            "docker_tag": "1.0",
+            "req_cpu": 256,
+            "req_memory": 512,
+            "is_active": True,
+            "private_username": "u",
+            "private_token": "p",
+            "req_video": 0,
+            "max_duration": 60,
+            "use_telemetry": True,
+            "whitelisting_active": False,
+            "force_cache": False,
+            "cache_min_hour": 1,
+            "cache_max_hour": 5,
+            "time_to_deploy": 120,
+            "enable_all_locations": False,
+            "session_config": {
+                "kind": "Seat",
+                "sockets": 10,
+                "autodeploy": False,
+                "empty_ttl": 5,
+                "session_max_duration": 60,
+            },
+            "ports": [
+                {"port": 7777, "protocol": "UDP", "to_check": True, "tls_upgrade": False, "name": "game"}
+            ],
+            "probe": {"optimal_ping": 60, "rejected_ping": 180},
+            "envs": [{"key": "K", "value": "V", "is_secret": True}],
+            "verify_image": False,
+            "termination_grace_period_seconds": 30,
+            "endpoint_storage": "s3",
         }
-    )  # fmt: skip
+    )
 
 
 async def test_every_request_the_client_sends_conforms_to_the_spec(spec: dict[str, Any]) -> None:
@@ -163,9 +201,15 @@ async def test_every_request_the_client_sends_conforms_to_the_spec(spec: dict[st
         jsonschema.Draft4Validator(schema).validate(json.loads(request.content))
         checked_bodies.add((request.method, body_params[0]["schema"]["$ref"].rsplit("/", 1)[-1]))
     assert {name for _, name in checked_bodies} == {
-        "ApplicationPost", "AppVersionPayload", "DeployModel", "DeploymentBulkStopPayload", "SessionModel",
-        "PatchSessionModel", "ActiveDeploymentTelemetryRequest", "IPAddressesLookupPayload",
-    }  # fmt: skip
+        "ApplicationPost",
+        "AppVersionPayload",
+        "DeployModel",
+        "DeploymentBulkStopPayload",
+        "SessionModel",
+        "PatchSessionModel",
+        "ActiveDeploymentTelemetryRequest",
+        "IPAddressesLookupPayload",
+    }
 
 
 def test_the_strict_check_refuses_a_field_the_spec_does_not_name(spec: dict[str, Any]) -> None:
