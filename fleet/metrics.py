@@ -45,3 +45,50 @@ PLATFORM_WAIT = Histogram(
     ["endpoint", "reason"],
     buckets=LATENCY_BUCKETS_S,
 )
+
+# --- allocator (W) -------------------------------------------------------------------------------
+# result: linked (placed at once), waiting (queued for capacity), refused (503: no capacity can be
+# made), unprocessable (pinned deployment unavailable, or the wait ran out), error (platform down).
+ALLOC_PLACEMENTS = Counter("fleet_allocator_placements_total", "Session requests by result", ["result"])
+ALLOC_RANK_REASON = Counter(
+    "fleet_allocator_rank_reason_total", "What decided the candidate order (placement Reason)", ["reason"]
+)
+ALLOC_DECISION = Histogram(
+    "fleet_allocator_decision_seconds",
+    "Decide and reserve, without the platform call",
+    buckets=(0.0005, *LATENCY_BUCKETS_S),
+)
+# path: immediate (placed in the request) or waited (linked later by the linker).
+ALLOC_TIME_TO_SESSION = Histogram(
+    "fleet_allocator_time_to_session_seconds",
+    "From session request to a linked session",
+    ["path"],
+    buckets=(0.005, 0.01, 0.025, *SLOW_BUCKETS_S),
+)
+ALLOC_RESERVE_REFUSED = Counter(
+    "fleet_allocator_reserve_refusals_total",
+    "Reservations refused by the atomic check (a stale view met a full, draining or gone deployment)",
+    ["reason"],
+)
+# result: hit (fresh, complete), partial, stale, miss.
+ALLOC_TELEMETRY_CACHE = Counter(
+    "fleet_allocator_telemetry_cache_total", "Telemetry cache lookups per player network", ["result"]
+)
+ALLOC_GEO_CACHE = Counter(
+    "fleet_allocator_geo_cache_total", "IP location cache lookups per network", ["result"]
+)
+ALLOC_TELEMETRY_REQUESTS = Counter(
+    "fleet_allocator_telemetry_requests_total", "Background telemetry measurements by result", ["result"]
+)
+# outcome: started, linked, unprocessable, deleted.
+ALLOC_WAITS = Counter(
+    "fleet_allocator_waits_total", "Sessions that waited for capacity, by outcome", ["outcome"]
+)
+ALLOC_WAITING = Gauge(
+    "fleet_allocator_waiting_sessions",
+    "Sessions waiting for capacity (seen by the linker)",
+    multiprocess_mode="max",
+)
+ALLOC_WEBHOOKS = Counter(
+    "fleet_allocator_session_webhooks_total", "Client session webhooks by result", ["result"]
+)

@@ -131,6 +131,42 @@ class Keys:
     def circuit(self, endpoint: str) -> str:
         return self._k("platform", "circuit", endpoint)
 
+    # --- allocator: placement caches, waiting demand, claims (owned by allocator/) -------------
+    def telemetry_ranks(self, network: str) -> str:
+        """String: JSON {"at", "partial", "order"} of the latest telemetry for a player network."""
+        return self._k("alloc", "tranks", network)
+
+    def telemetry_warming(self, network: str) -> str:
+        """String with a TTL: a telemetry request for this network is in flight (single flight)."""
+        return self._k("alloc", "twarm", network)
+
+    def geo_point(self, network: str) -> str:
+        """String: JSON {"lat", "lon", "country", "continent"} of a player network ({} = unknown)."""
+        return self._k("alloc", "geo", network)
+
+    def waiting_demand(self) -> str:
+        """Hash: app SEP version -> sockets of the sessions waiting for capacity."""
+        return self._k("alloc", "demand")
+
+    def session_claim(self, session_id: str) -> str:
+        """String with a TTL: the process currently linking, resizing or deleting a session."""
+        return self._k("alloc", "claim", session_id)
+
+    # --- autoscaler: creates in flight, stops, retiring deployments (owned by autoscaler/) -----
+    def pending_intents(self, fleet: str, policy: str) -> str:
+        """Sorted set: create intents of a policy whose deployment is not known yet, by time asked.
+        Each intent's details are in `intent(id)`; they count as pending capacity until resolved."""
+        return self._k("scaler", "pending", fleet + SEP + policy)
+
+    def stops(self) -> str:
+        """Hash: request id -> epoch seconds of the last stop job enqueued for it."""
+        return self._k("scaler", "stops")
+
+    def retiring(self) -> str:
+        """Hash: request id -> JSON {fleet, policy, at}: stop as soon as it is empty (delete with
+        stop_deployments=true); never stopped while it has players."""
+        return self._k("scaler", "retiring")
+
     # --- RQ ----------------------------------------------------------------------------------
     def queue_name(self) -> str:
         """RQ queue name (RQ builds its own keys from it)."""

@@ -5,15 +5,49 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from fleet.models import SessionRecord
-from fleet.store.keys import Keys
+from fleet.store.keys import SEP, Keys
 
 ENDED_KEEP_S = 3600  # an ended session stays readable this long
+
+# Waiting sessions and their demand move together: the demand hash changes only when the session
+# really entered or left the queue, so a retried or concurrent call never counts it twice.
+_ENQUEUE = """
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+_DEQUEUE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -tonumber(ARGV[3])) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+  end
+  return 1
+end
+return 0
+"""
+_UNCLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RESIZE_WAITING = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 class SessionStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._dequeue = redis.register_script(_DEQUEUE)
+        self._resize_waiting = redis.register_script(_RESIZE_WAITING)
+        self._unclaim = redis.register_script(_UNCLAIM)
 
     async def put(self, record: SessionRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -68,3 +102,36 @@ class SessionStore:
     async def waiting(self, limit: int = 1000) -> list[tuple[str, float]]:
         raw = await self.redis.zrange(self.keys.waiting_sessions(), 0, limit - 1, withscores=True)
         return [(str(m), float(s)) for m, s in raw]
+
+    # --- waiting with demand (allocator) --------------------------------------------------------
+    # The scaler reads `waiting()` plus each record's `size` and `origin`; `waiting_demand` is the
+    # same total per app version, kept in step atomically for the allocator's capacity outlook.
+    async def enqueue_waiting(self, record: SessionRecord) -> bool:
+        """Queue a WAITING record by its deadline and add its size to the app version's demand."""
+        keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
+        args = [record.session_id, record.deadline or 0.0, record.app + SEP + record.version, record.size]
+        return bool(await self._enqueue(keys=keys, args=args))
+
+    async def dequeue_waiting(self, record: SessionRecord) -> bool:
+        """Leave the queue (linked, expired, deleted); True for the one caller that removed it."""
+        keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
+        args = [record.session_id, record.app + SEP + record.version, record.size]
+        return bool(await self._dequeue(keys=keys, args=args))
+
+    async def resize_waiting(self, record: SessionRecord, delta: int) -> bool:
+        keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
+        args = [record.session_id, record.app + SEP + record.version, delta]
+        return bool(await self._resize_waiting(keys=keys, args=args))
+
+    async def waiting_demand(self, app: str, version: str) -> int:
+        """Sockets waiting for capacity for one app version."""
+        return int(await self.redis.hget(self.keys.waiting_demand(), app + SEP + version) or 0)
+
+    async def claim(self, session_id: str, holder: str, ttl_s: float) -> bool:
+        """Exclusive right to change a session for `ttl_s` (linking, deleting, resizing)."""
+        key = self.keys.session_claim(session_id)
+        return bool(await self.redis.set(key, holder, nx=True, px=int(ttl_s * 1000)))
+
+    async def unclaim(self, session_id: str, holder: str) -> None:
+        """Drop our claim; one that expired and was taken by another process stays theirs."""
+        await self._unclaim(keys=[self.keys.session_claim(session_id)], args=[holder])
