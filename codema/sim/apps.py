@@ -16,9 +16,8 @@ def check_session_config(cfg: object, partial: bool) -> None:
         return
     if not isinstance(cfg, dict):
         raise BadRequest("session_config: expected an object")
-    if "kind" in cfg or not partial:
-        if cfg.get("kind") not in KINDS:
-            raise BadRequest(f"session_config.kind: expected one of {', '.join(KINDS)}")
+    if ("kind" in cfg or not partial) and cfg.get("kind") not in KINDS:
+        raise BadRequest(f"session_config.kind: expected one of {', '.join(KINDS)}")
     if "sockets" in cfg or not partial:
         sockets = cfg.get("sockets")
         if not isinstance(sockets, int) or isinstance(sockets, bool) or sockets < 1:

@@ -241,10 +241,8 @@ class DeploymentsPart(AppsPart):
             if f.filter_type not in ("any", "all", "not"):
                 raise BadRequest(f"filters[{i}].filter_type: expected one of any, all, not")
         self.advance()
-        chosen = [
-            d for d in self.deployments.values()
-            if not d.terminal and d.status is not Status.TERMINATING and all(_bulk_match(d, f) for f in filters)
-        ]  # fmt: skip
+        live = [d for d in self.deployments.values() if not d.terminal and d.status is not Status.TERMINATING]
+        chosen = [d for d in live if all(_bulk_match(d, f) for f in filters)]
         for d in chosen:
             self.stop(d.request_id, reason="bulk_stop")
         return [d.request_id for d in chosen]

@@ -66,7 +66,15 @@ class EdgeLocation:
 
 
 def _loc(
-    city: str, country: str, continent: str, adm: str, tz: str, lat: float, lon: float, region: str, *tags: str
+    city: str,
+    country: str,
+    continent: str,
+    adm: str,
+    tz: str,
+    lat: float,
+    lon: float,
+    region: str,
+    *tags: str,
 ) -> EdgeLocation:
     return EdgeLocation(city, country, continent, adm, tz, lat, lon, region, tags)
 
@@ -82,22 +90,85 @@ LOCATIONS: tuple[EdgeLocation, ...] = (
     _loc("Ashburn", US, NA, "Virginia", "America/New_York", 39.0438, -77.4874, "us-east", FAST, METAL),
     _loc("Chicago", US, NA, "Illinois", "America/Chicago", 41.8781, -87.6298, "us-central", STD, METAL),
     _loc("Dallas", US, NA, "Texas", "America/Chicago", 32.7767, -96.7970, "us-central", FAST, CLOUD),
-    _loc("Los Angeles", US, NA, "California", "America/Los_Angeles", 34.0522, -118.2437, "us-west", FAST, METAL),
+    _loc(
+        "Los Angeles", US, NA, "California", "America/Los_Angeles", 34.0522, -118.2437, "us-west", FAST, METAL
+    ),
     _loc("Seattle", US, NA, "Washington", "America/Los_Angeles", 47.6062, -122.3321, "us-west", STD, CLOUD),
-    _loc("Sao Paulo", "Brazil", SA, "Sao Paulo", "America/Sao_Paulo", -23.5505, -46.6333, "sa-east", STD, CLOUD),
-    _loc("London", "United Kingdom", EU, "England", "Europe/London", 51.5074, -0.1278, "eu-west", FAST, METAL),
+    _loc(
+        "Sao Paulo", "Brazil", SA, "Sao Paulo", "America/Sao_Paulo", -23.5505, -46.6333, "sa-east", STD, CLOUD
+    ),
+    _loc(
+        "London", "United Kingdom", EU, "England", "Europe/London", 51.5074, -0.1278, "eu-west", FAST, METAL
+    ),
     _loc("Paris", "France", EU, "Ile-de-France", "Europe/Paris", 48.8566, 2.3522, "eu-west", STD, CLOUD),
-    _loc("Madrid", "Spain", EU, "Community of Madrid", "Europe/Madrid", 40.4168, -3.7038, "eu-west", STD, CLOUD),
+    _loc(
+        "Madrid", "Spain", EU, "Community of Madrid", "Europe/Madrid", 40.4168, -3.7038, "eu-west", STD, CLOUD
+    ),
     _loc("Frankfurt", "Germany", EU, "Hesse", "Europe/Berlin", 50.1109, 8.6821, "eu-central", FAST, METAL),
-    _loc("Amsterdam", "Netherlands", EU, "North Holland", "Europe/Amsterdam", 52.3676, 4.9041, "eu-central", STD, CLOUD),
+    _loc(
+        "Amsterdam",
+        "Netherlands",
+        EU,
+        "North Holland",
+        "Europe/Amsterdam",
+        52.3676,
+        4.9041,
+        "eu-central",
+        STD,
+        CLOUD,
+    ),
     _loc("Warsaw", "Poland", EU, "Masovia", "Europe/Warsaw", 52.2297, 21.0122, "eu-central", STD, METAL),
-    _loc("Stockholm", "Sweden", EU, "Stockholm County", "Europe/Stockholm", 59.3293, 18.0686, "eu-north", FAST, CLOUD),
+    _loc(
+        "Stockholm",
+        "Sweden",
+        EU,
+        "Stockholm County",
+        "Europe/Stockholm",
+        59.3293,
+        18.0686,
+        "eu-north",
+        FAST,
+        CLOUD,
+    ),
     _loc("Tokyo", "Japan", AS, "Tokyo", "Asia/Tokyo", 35.6762, 139.6503, "ap-northeast", FAST, METAL),
     _loc("Seoul", "South Korea", AS, "Seoul", "Asia/Seoul", 37.5665, 126.9780, "ap-northeast", STD, CLOUD),
-    _loc("Singapore", "Singapore", AS, "Singapore", "Asia/Singapore", 1.3521, 103.8198, "ap-southeast", FAST, CLOUD),
+    _loc(
+        "Singapore",
+        "Singapore",
+        AS,
+        "Singapore",
+        "Asia/Singapore",
+        1.3521,
+        103.8198,
+        "ap-southeast",
+        FAST,
+        CLOUD,
+    ),
     _loc("Mumbai", "India", AS, "Maharashtra", "Asia/Kolkata", 19.0760, 72.8777, "ap-south", STD, CLOUD),
-    _loc("Sydney", "Australia", OC, "New South Wales", "Australia/Sydney", -33.8688, 151.2093, "oc-east", STD, METAL),
-    _loc("Johannesburg", "South Africa", AF, "Gauteng", "Africa/Johannesburg", -26.2041, 28.0473, "af-south", STD, CLOUD),
+    _loc(
+        "Sydney",
+        "Australia",
+        OC,
+        "New South Wales",
+        "Australia/Sydney",
+        -33.8688,
+        151.2093,
+        "oc-east",
+        STD,
+        METAL,
+    ),
+    _loc(
+        "Johannesburg",
+        "South Africa",
+        AF,
+        "Gauteng",
+        "Africa/Johannesburg",
+        -26.2041,
+        28.0473,
+        "af-south",
+        STD,
+        CLOUD,
+    ),
 )
 
 

@@ -27,31 +27,65 @@ class SimOptions:
 def add_sim_arguments(parser: argparse.ArgumentParser) -> None:
     w = parser.add_argument_group("world")
     w.add_argument("--boot-s", type=float, default=3.0, help="seconds from deploy to READY (default 3)")
-    w.add_argument("--stop-s", type=float, default=1.0, help="seconds from TERMINATING to TERMINATED (default 1)")
-    w.add_argument("--telemetry-delay-s", type=float, default=1.0,
-                   help="seconds telemetry answers partial_result=true (default 1)")
-    w.add_argument("--telemetry-ttl-s", type=float, default=300.0, help="retrieval key lifetime (default 300)")
-    w.add_argument("--minute-s", type=float, default=60.0,
-                   help="seconds per platform minute for empty_ttl and max_duration (default 60)")
+    w.add_argument(
+        "--stop-s", type=float, default=1.0, help="seconds from TERMINATING to TERMINATED (default 1)"
+    )
+    w.add_argument(
+        "--telemetry-delay-s",
+        type=float,
+        default=1.0,
+        help="seconds telemetry answers partial_result=true (default 1)",
+    )
+    w.add_argument(
+        "--telemetry-ttl-s", type=float, default=300.0, help="retrieval key lifetime (default 300)"
+    )
+    w.add_argument(
+        "--minute-s",
+        type=float,
+        default=60.0,
+        help="seconds per platform minute for empty_ttl and max_duration (default 60)",
+    )
     w.add_argument("--seed", type=int, default=1, help="random seed (ids, placement, fault draws)")
     w.add_argument("--tick-s", type=float, default=0.05, help="real-time loop period (default 0.05)")
-    w.add_argument("--webhook-retry-s", type=float, default=1.0,
-                   help="first back-off of telemetry webhook retries (default 1, doubling, 5 retries)")
+    w.add_argument(
+        "--webhook-retry-s",
+        type=float,
+        default=1.0,
+        help="first back-off of telemetry webhook retries (default 1, doubling, 5 retries)",
+    )
     f = parser.add_argument_group("faults (also settable at run time: POST /_sim/faults)")
     f.add_argument("--latency-ms", type=float, default=0.0, help="added to every platform response")
-    f.add_argument("--error-rate", default="", metavar="EP=P,...",
-                   help="P(503 before acting) per endpoint, e.g. deploy=0.2,status=0.1 (* = all)")
-    f.add_argument("--rate-limit", default="", metavar="EP=RPS,...",
-                   help="requests/s per endpoint, then 429 + Retry-After, e.g. deploy=40,status=20,deployments=10")
-    f.add_argument("--hold-rate", default="", metavar="EP=P,...",
-                   help="P(answer held --hold-s after the action happened) per endpoint")
+    f.add_argument(
+        "--error-rate",
+        default="",
+        metavar="EP=P,...",
+        help="P(503 before acting) per endpoint, e.g. deploy=0.2,status=0.1 (* = all)",
+    )
+    f.add_argument(
+        "--rate-limit",
+        default="",
+        metavar="EP=RPS,...",
+        help="requests/s per endpoint, then 429 + Retry-After, e.g. deploy=40,status=20,deployments=10",
+    )
+    f.add_argument(
+        "--hold-rate",
+        default="",
+        metavar="EP=P,...",
+        help="P(answer held --hold-s after the action happened) per endpoint",
+    )
     f.add_argument("--hold-s", type=float, default=30.0, help="how long held answers wait (default 30)")
     f.add_argument("--fail-deploys", type=float, default=0.0, help="fraction of deployments ending in ERROR")
-    f.add_argument("--stuck-deploys", type=float, default=0.0, help="fraction of deployments stuck in DEPLOYING")
+    f.add_argument(
+        "--stuck-deploys", type=float, default=0.0, help="fraction of deployments stuck in DEPLOYING"
+    )
     f.add_argument("--webhook-loss", type=float, default=0.0, help="P(a webhook is never sent)")
     f.add_argument("--webhook-dup", type=float, default=0.0, help="P(a webhook is sent twice)")
-    f.add_argument("--webhook-reorder", type=float, default=0.0,
-                   help="P(a webhook is held back by --reorder-window-s so later ones overtake it)")
+    f.add_argument(
+        "--webhook-reorder",
+        type=float,
+        default=0.0,
+        help="P(a webhook is held back by --reorder-window-s so later ones overtake it)",
+    )
     f.add_argument("--reorder-window-s", type=float, default=1.0)
     f.add_argument("--webhook-delay-s", type=float, default=0.0, help="delay before every webhook")
     f.add_argument("--outage", action="append", default=[], metavar="CITY",

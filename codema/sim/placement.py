@@ -67,9 +67,15 @@ def selectors_match(deployment: DeploymentRecord, selectors: Iterable[Selector])
     return all(s.tag in tags for s in selectors if not s.tag_only)
 
 
-def rank_deployments(deployments: Iterable[DeploymentRecord], players: Sequence[Point]) -> list[DeploymentRecord]:
+def rank_deployments(
+    deployments: Iterable[DeploymentRecord], players: Sequence[Point]
+) -> list[DeploymentRecord]:
     """Best first: lowest mean RTT to the players, then the fullest (pack), then request_id."""
     return sorted(
         deployments,
-        key=lambda d: (round(mean_rtt_ms(list(players), location_point(d.location)), 3), d.free, d.request_id),
+        key=lambda d: (
+            round(mean_rtt_ms(list(players), location_point(d.location)), 3),
+            d.free,
+            d.request_id,
+        ),
     )

@@ -51,7 +51,9 @@ def routes(host: SimHost) -> list[Route]:
     def _stop_answer(request_id: str, later: bool, summary: dict[str, object]) -> Response:
         if later:
             return JSONResponse({"message": f"{request_id} - Delete request will be processed soon"}, 202)
-        return JSONResponse({"message": f"Instance {request_id} will be deleted", "deployment_summary": summary})
+        return JSONResponse(
+            {"message": f"Instance {request_id} will be deleted", "deployment_summary": summary}
+        )
 
     async def stop(request: Request) -> Response:
         rid = request.path_params["request_id"]

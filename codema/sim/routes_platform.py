@@ -55,7 +55,9 @@ def routes(host: SimHost) -> list[Route]:
 
     async def app_create(request: Request) -> Response:
         b = await body_of(request, AppBody)
-        return JSONResponse(views.application(world().create_app(b.name, b.is_active, b.image, b.is_telemetry_agent_active)))
+        return JSONResponse(
+            views.application(world().create_app(b.name, b.is_active, b.image, b.is_telemetry_agent_active))
+        )
 
     async def app_get(request: Request) -> Response:
         return JSONResponse(views.application(world().app(request.path_params["app_name"])))
@@ -146,8 +148,16 @@ def routes(host: SimHost) -> list[Route]:
         Route("/v1/apps", ep("apps", apps), methods=["GET"]),
         Route("/v1/app/{app_name}/version", ep("version_create", version_create), methods=["POST"]),
         Route("/v1/app/{app_name}/version/{version_name}", ep("version_get", version_get), methods=["GET"]),
-        Route("/v1/app/{app_name}/version/{version_name}", ep("version_update", version_update), methods=["PATCH"]),
-        Route("/v1/app/{app_name}/version/{version_name}", ep("version_delete", version_delete), methods=["DELETE"]),
+        Route(
+            "/v1/app/{app_name}/version/{version_name}",
+            ep("version_update", version_update),
+            methods=["PATCH"],
+        ),
+        Route(
+            "/v1/app/{app_name}/version/{version_name}",
+            ep("version_delete", version_delete),
+            methods=["DELETE"],
+        ),
         Route("/v1/app/{app_name}/versions", ep("versions", versions), methods=["GET"]),
         Route("/v1/telemetry/active-deployments", ep("telemetry_create", telemetry_create), methods=["POST"]),
         Route(

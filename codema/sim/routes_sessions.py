@@ -50,7 +50,11 @@ def routes(host: SimHost) -> list[Route]:
         items = world().list_sessions()
         chunk, pagination = views.paginate(items, page, limit)
         return JSONResponse(
-            {"data": [views.session_context(s) for s in chunk], "total_count": len(items), "pagination": pagination}
+            {
+                "data": [views.session_context(s) for s in chunk],
+                "total_count": len(items),
+                "pagination": pagination,
+            }
         )
 
     async def bulk_stop(request: Request) -> Response:
@@ -62,7 +66,11 @@ def routes(host: SimHost) -> list[Route]:
         Route("/v1/session", ep("session_create", create), methods=["POST"]),
         Route("/v1/session/{session_id}", ep("session_get", get), methods=["GET"]),
         Route("/v1/session/{session_id}", ep("session_delete", delete), methods=["DELETE"]),
-        Route("/v1/session/{session_id}/users", ep("session_users", session_users), methods=["GET", "PUT", "DELETE"]),
+        Route(
+            "/v1/session/{session_id}/users",
+            ep("session_users", session_users),
+            methods=["GET", "PUT", "DELETE"],
+        ),
         Route("/v1/sessions", ep("sessions", list_sessions), methods=["GET"]),
         Route("/v1/sessions/bulk-stop", ep("sessions_bulk_stop", bulk_stop), methods=["POST"]),
     ]

@@ -93,7 +93,9 @@ class Deliverer:
             backoff = self.host.options.webhook_retry_s * 2 ** (attempt - 1)
             self._push(self.host.clock() + backoff, hook, attempt + 1, copy)
 
-    def _record(self, hook: Webhook, result: str, *, copy: int, attempt: int, status: int | None = None) -> None:
+    def _record(
+        self, hook: Webhook, result: str, *, copy: int, attempt: int, status: int | None = None
+    ) -> None:
         self.log.append(
             {
                 "kind": hook.kind,
@@ -133,7 +135,9 @@ class SimHost:
     def reset(self) -> None:
         """A fresh world with the start-up faults; call counts and webhook log cleared."""
         self.rng = random.Random(self.options.seed + 1)  # fault draws, apart from the world's stream
-        self.world = World(self.clock, random.Random(self.options.seed), self.options.world, self.options.faults)
+        self.world = World(
+            self.clock, random.Random(self.options.seed), self.options.world, self.options.faults
+        )
         self.world.set_faults(self.options.faults)
         self.world.geo.warm()
         self.limiter = RateLimiter()

@@ -46,7 +46,9 @@ class SessionsPart(DeploymentsPart):
         self.advance()
         version = self.resolve_version(spec.app_name, spec.version_name)
         if version.kind is Kind.DEFAULT:
-            raise BadRequest(f"version_name: {version.app} {version.name} is not session-based (kind Default)")
+            raise BadRequest(
+                f"version_name: {version.app} {version.name} is not session-based (kind Default)"
+            )
         check_filters(spec.filters, "filters", strict_fields=False)
         sid = f"{self.new_hex(12)}-s"
         s = SessionRecord(
@@ -71,7 +73,9 @@ class SessionsPart(DeploymentsPart):
     def _link_to(self, s: SessionRecord, request_id: str) -> None:
         d = self.deployments.get(request_id)
         if d is None or (d.app, d.version) != (s.app, s.version):
-            self._refuse(s, SessionStatus.UNPROCESSABLE, f"deployment {request_id} not found for this app version")
+            self._refuse(
+                s, SessionStatus.UNPROCESSABLE, f"deployment {request_id} not found for this app version"
+            )
         elif not d.accepts_sessions():
             self._refuse(s, SessionStatus.UNPROCESSABLE, f"deployment {request_id} is not accepting sessions")
         elif d.free < s.size:
@@ -180,7 +184,9 @@ class SessionsPart(DeploymentsPart):
         d = self.deployments.get(s.deployment_id or "")
         if s.linked and s.kind is Kind.SEAT and d is not None:
             if d.free < len(new):
-                raise Unprocessable(f"ip_list: deployment {d.request_id} has {d.free} free sockets, {len(new)} needed")
+                raise Unprocessable(
+                    f"ip_list: deployment {d.request_id} has {d.free} free sockets, {len(new)} needed"
+                )
             d.used += len(new)
         s.users.extend(new)
         return s
@@ -209,7 +215,9 @@ class SessionsPart(DeploymentsPart):
                 raise BadRequest(f"filters[{i}].field: expected one of {', '.join(SESSION_BULK_FIELDS)}")
             if f.filter_type not in ("any", "all", "not"):
                 raise BadRequest(f"filters[{i}].filter_type: expected one of any, all, not")
-        chosen = [s.session_id for s in self.list_sessions() if all(self._session_match(s, f) for f in filters)]
+        chosen = [
+            s.session_id for s in self.list_sessions() if all(self._session_match(s, f) for f in filters)
+        ]
         for sid in chosen:
             self.delete_session(sid)
         return chosen

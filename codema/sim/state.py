@@ -130,7 +130,9 @@ class WorldState:
                 raise BadRequest(f"{name}[{i}]: {ip!r} is not an IP address")
             found = self.geo.lookup(ip)
             point = found.point if found else None
-            users.append(SessionUser(ip, point.latitude if point else None, point.longitude if point else None))
+            users.append(
+                SessionUser(ip, point.latitude if point else None, point.longitude if point else None)
+            )
         users.extend(SessionUser(g.ip, g.latitude, g.longitude) for g in geo_ip_list)
         return users
 
