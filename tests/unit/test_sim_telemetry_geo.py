@@ -105,17 +105,24 @@ def test_locations_are_real_cities_with_tags() -> None:
     assert all(all("=" in t for t in loc.tags) for loc in LOCATIONS)
 
 
+EUROPE = {"London", "Paris", "Madrid", "Frankfurt", "Amsterdam", "Warsaw", "Stockholm"}
+FAST_METAL = (LocationFilter("location_tags", ("cpu=high-clock", "infra=bare-metal"), "all"),)
+
+
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
-        ([LocationFilter("continent", ("Europe",), "any")], {"London", "Paris", "Madrid", "Frankfurt", "Amsterdam", "Warsaw", "Stockholm"}),
+        ([LocationFilter("continent", ("Europe",), "any")], EUROPE),
         ([LocationFilter("country", ("Canada", "Japan"), "any")], {"Montreal", "Toronto", "Tokyo"}),
-        ([LocationFilter("location_tags", ("cpu=high-clock", "infra=bare-metal"), "all"), LocationFilter("continent", ("North America",))], {"Montreal", "Ashburn", "Los Angeles"}),
+        (
+            [*FAST_METAL, LocationFilter("continent", ("North America",))],
+            {"Montreal", "Ashburn", "Los Angeles"},
+        ),
         ([LocationFilter("region", ("us-east",)), LocationFilter("city", ("New York",), "not")], {"Ashburn"}),
         ([LocationFilter("city", ("London", "Paris"), "all")], set()),
         ([LocationFilter("administrative_division", ("quebec",))], {"Montreal"}),
     ],
-)  # fmt: skip
+)
 def test_deploy_filters(filters: list[LocationFilter], expected: set[str]) -> None:
     assert {loc.city for loc in LOCATIONS if matches_filters(loc, filters)} == expected
 
