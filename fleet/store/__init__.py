@@ -10,8 +10,19 @@ from fleet.store.deployments import DeploymentStore, HoldResult, ReportResult
 from fleet.store.fleets import AppVersionFacts, FleetStore
 from fleet.store.keys import Keys
 from fleet.store.sessions import SessionStore
+from fleet.store.telemetry import StoredTelemetry, TelemetryStore
 
-__all__ = ["AppVersionFacts", "Event", "HoldResult", "Keys", "Lease", "ReportResult", "StatusReport", "Store"]
+__all__ = [
+    "AppVersionFacts",
+    "Event",
+    "HoldResult",
+    "Keys",
+    "Lease",
+    "ReportResult",
+    "StatusReport",
+    "Store",
+    "StoredTelemetry",
+]
 
 
 class Store:
@@ -24,11 +35,13 @@ class Store:
         self.fleets = FleetStore(redis, self.keys)
         self.sessions = SessionStore(redis, self.keys)
         self.coord = Coordination(redis, self.keys)
+        self.telemetry = TelemetryStore(redis, self.keys)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
     async def aclose(self) -> None:
+        await self.telemetry.aclose()
         await self.redis.aclose()
 
     async def wipe(self) -> None:

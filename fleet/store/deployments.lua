@@ -2,8 +2,8 @@
 -- function below is registered as its own script (split on the "--@" markers).
 --
 -- Deployment hash fields: request_id app version status_raw rank unknown_status sockets usage
--- fqdn public_ip ports location tags fleet policy intent error_detail created_at ready_at
--- last_heard empty_since draining draining_at stop_requested_at terminal_at
+-- usage_rank usage_by fqdn public_ip ports location tags fleet policy intent error_detail
+-- created_at ready_at last_heard empty_since draining draining_at stop_requested_at terminal_at
 -- rank: -1 unknown, 0..8 = fleet.models.Status. Empty sockets/usage = unknown.
 -- Holds hash: session id -> "size|expiry_ms|state", state r (reservation) or s (session).
 
@@ -47,8 +47,15 @@ end
 -- KEYS: dep, holds, live, events   ARGV: report JSON
 -- report: {request_id, rank (nil = no status, -1 = unknown string), status_raw, source, now,
 --          facts = {field = string}, snapshot = {field = string}, usage = string|nil}
--- "facts" are always written when the field is empty; "snapshot" fields and usage only when the
--- report is fresh: a transition, or a poll of the platform (source ~= 'webhook').
+-- "facts" and "snapshot" fields are written when the report is fresh (a transition, or a poll of
+-- the platform: source ~= 'webhook') and otherwise only fill an empty field, so the facts a
+-- deployment keeps for life end the same in any delivery order.
+-- Usage: a fresh report always writes it. Any other webhook writes it only when its (status rank,
+-- usage) is above the (usage_rank, usage) of the webhook that wrote it last, and never over a
+-- poll of the same or a higher rank. Webhooks carry no time, so among unordered webhooks of one
+-- status the highest usage wins (never under-counts: no wrong scale-in, no overbooking), in any
+-- delivery order; a poll stays authoritative until a transition or the next poll.
+-- ready_at: when a READY report was first heard (a READY arriving after TERMINATED still sets it).
 local dep, holds, live, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local r = cjson.decode(ARGV[1])
 local now = tonumber(r.now)
@@ -68,7 +75,6 @@ if new ~= -99 then
     if cur < 0 or (cur < 7 and new > cur) then
       redis.call('HSET', dep, 'rank', tostring(new), 'status_raw', r.status_raw)
       transition = 1
-      if new == 5 then redis.call('HSET', dep, 'ready_at', tostring(now)) end
       if new >= 7 then
         redis.call('SREM', live, r.request_id)
         redis.call('HSET', dep, 'terminal_at', tostring(now))
@@ -80,6 +86,9 @@ if new ~= -99 then
     if cur < 0 then redis.call('HSET', dep, 'status_raw', r.status_raw) end
   end
 end
+if new == 5 and not redis.call('HGET', dep, 'ready_at') then
+  redis.call('HSET', dep, 'ready_at', tostring(now))
+end
 local stale = (new ~= -99 and new >= 0 and new < cur)
 local fresh = (transition == 1) or (r.source ~= 'webhook' and not stale)
 if type(r.facts) == 'table' then
@@ -88,15 +97,30 @@ if type(r.facts) == 'table' then
     if not old or old == '' or (fresh and value ~= '') then redis.call('HSET', dep, field, value) end
   end
 end
-if fresh and type(r.snapshot) == 'table' then
-  for field, value in pairs(r.snapshot) do redis.call('HSET', dep, field, value) end
+if type(r.snapshot) == 'table' then
+  for field, value in pairs(r.snapshot) do
+    local old = redis.call('HGET', dep, field)
+    if fresh or not old or old == '' then redis.call('HSET', dep, field, value) end
+  end
 end
 local usage_changed = 0
 if r.usage ~= nil and r.usage ~= cjson.null then
   local old = redis.call('HGET', dep, 'usage')
-  if fresh or not old or old == '' then
+  local at = math.max(new, -1)  -- the report's rank; -1 for an unknown status or none
+  local write = fresh or not old or old == ''
+  if not write and r.source == 'webhook' then
+    local ur = tonumber(redis.call('HGET', dep, 'usage_rank') or '-1') or -1
+    local by_webhook = redis.call('HGET', dep, 'usage_by') == 'webhook'
+    write = at > ur or (at == ur and by_webhook and tonumber(r.usage) > (tonumber(old) or -1))
+  end
+  if write then
+    local by = 'webhook'
+    if r.source ~= 'webhook' then
+      by = r.source
+      if fresh then at = tonumber(redis.call('HGET', dep, 'rank') or '-1') or -1 end
+    end
     if old ~= r.usage then usage_changed = 1 end
-    redis.call('HSET', dep, 'usage', r.usage)
+    redis.call('HSET', dep, 'usage', r.usage, 'usage_rank', tostring(at), 'usage_by', by)
   end
 end
 redis.call('HSET', dep, 'last_heard', tostring(now))

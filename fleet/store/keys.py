@@ -167,6 +167,16 @@ class Keys:
         stop_deployments=true); never stopped while it has players."""
         return self._k("scaler", "retiring")
 
+    # --- webhooks: telemetry wake-ups, early session callbacks (owned by webhooks/) ---------
+    def telemetry_wake(self) -> str:
+        """Pub/sub channel (not a key): a retrieval key whose telemetry result was just stored."""
+        return self._k("chan", "telemetry")
+
+    def platform_session_pending(self, platform_session_id: str) -> str:
+        """Set with a TTL: session callbacks (JSON) that came before the platform's session id was
+        mapped to ours; applied by `SessionStore.link_platform_id`."""
+        return self._k("psession-pending", platform_session_id)
+
     # --- RQ ----------------------------------------------------------------------------------
     def queue_name(self) -> str:
         """RQ queue name (RQ builds its own keys from it)."""

@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 
 from fleet.models import SessionRecord
 from fleet.store.keys import SEP, Keys
+from fleet.store.session_reports import SessionReport, SessionReportResult, SessionReports
 
 ENDED_KEEP_S = 3600  # an ended session stays readable this long
 
@@ -48,6 +49,7 @@ class SessionStore:
         self._dequeue = redis.register_script(_DEQUEUE)
         self._resize_waiting = redis.register_script(_RESIZE_WAITING)
         self._unclaim = redis.register_script(_UNCLAIM)
+        self._reports = SessionReports(redis, keys, self.dequeue_waiting)
 
     async def put(self, record: SessionRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -85,8 +87,10 @@ class SessionStore:
             await pipe.execute()
 
     # --- the platform's id beside ours --------------------------------------------------------
-    async def link_platform_id(self, platform_session_id: str, session_id: str) -> None:
-        await self.redis.set(self.keys.platform_session(platform_session_id), session_id)
+    async def link_platform_id(self, platform_session_id: str, session_id: str) -> list[SessionReportResult]:
+        """Map the platform's id to ours, then apply the platform's callbacks that came before the
+        mapping (fleet.store.session_reports). Call it once our record is stored."""
+        return await self._reports.link(platform_session_id, session_id)
 
     async def by_platform_id(self, platform_session_id: str) -> str | None:
         value = await self.redis.get(self.keys.platform_session(platform_session_id))
@@ -135,3 +139,16 @@ class SessionStore:
     async def unclaim(self, session_id: str, holder: str) -> None:
         """Drop our claim; one that expired and was taken by another process stays theirs."""
         await self._unclaim(keys=[self.keys.session_claim(session_id)], args=[holder])
+
+    # --- platform session reports (the session webhook; rules in fleet.store.session_reports) ---
+    async def apply_platform_report(
+        self, session_id: str, report: SessionReport, now: float
+    ) -> SessionReportResult:
+        """Apply a platform report forward only (WAITING -> READY / UNPROCESSABLE / ERROR; final
+        states stay); one `kind=session` event per transition, in the same transaction."""
+        return await self._reports.apply(session_id, report, now)
+
+    async def resolve_platform_report(self, report: SessionReport) -> str | None:
+        """Our session id for the report, or None: then the report is parked until the mapping
+        is recorded by `link_platform_id`."""
+        return await self._reports.resolve_or_park(report)
