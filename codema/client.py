@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from codema import endpoints as ep
 from codema.errors import AlreadyTerminated, NotFound, PlatformError, PlatformUnavailable
 from codema.limits import DOCUMENTED_RATES, InMemoryPlatformLimits, PlatformLimits, Rate
 from codema.schemas import (
@@ -61,32 +62,6 @@ PAGE_LIMIT = 100
 MAX_PAGES = 1000  # a platform that always says has_next must not keep us reading forever
 MAX_LIST_READS = 3  # re-reads when the list changed under us (count mismatch)
 IPS_PER_LOOKUP = 20  # documented maximum of POST /v1/ips/lookup
-
-DEPLOY = Endpoint("deploy", "POST", Effect.CREATE)
-STATUS = Endpoint("status", "GET", Effect.READ)
-STOP = Endpoint("stop", "DELETE", Effect.IDEMPOTENT)
-LIST_DEPLOYMENTS = Endpoint("list_deployments", "GET", Effect.READ)
-BULK_STOP = Endpoint("bulk_stop", "POST", Effect.IDEMPOTENT)
-CREATE_SESSION = Endpoint("create_session", "POST", Effect.CREATE)
-GET_SESSION = Endpoint("get_session", "GET", Effect.READ)
-DELETE_SESSION = Endpoint("delete_session", "DELETE", Effect.IDEMPOTENT)
-SESSION_USERS = Endpoint("session_users", "GET", Effect.READ)
-# Adding the same players twice could take their Seat sockets twice: not resent after ambiguity.
-ADD_SESSION_USERS = Endpoint("add_session_users", "PUT", Effect.CREATE)
-REMOVE_SESSION_USERS = Endpoint("remove_session_users", "DELETE", Effect.IDEMPOTENT)
-LIST_SESSIONS = Endpoint("list_sessions", "GET", Effect.READ)
-# A second retrieval key for the same question costs nothing: safe to resend.
-TELEMETRY_REQUEST = Endpoint("telemetry_request", "POST", Effect.IDEMPOTENT)
-TELEMETRY_RESULT = Endpoint("telemetry_result", "GET", Effect.READ)
-LOCATIONS = Endpoint("locations", "GET", Effect.READ)
-IP_LOOKUP = Endpoint("ip_lookup", "GET", Effect.READ)
-IPS_LOOKUP = Endpoint("ips_lookup", "POST", Effect.READ)
-CREATE_APP = Endpoint("create_app", "POST", Effect.CREATE)
-GET_APP = Endpoint("get_app", "GET", Effect.READ)
-LIST_APPS = Endpoint("list_apps", "GET", Effect.READ)
-CREATE_APP_VERSION = Endpoint("create_app_version", "POST", Effect.CREATE)
-GET_APP_VERSION = Endpoint("get_app_version", "GET", Effect.READ)
-LIST_APP_VERSIONS = Endpoint("list_app_versions", "GET", Effect.READ)
 
 
 def _q(segment: str) -> str:
@@ -225,29 +200,29 @@ class CodemaClient:
     # --- apps and versions -----------------------------------------------------------------------------
     async def create_app(self, name: str, *, is_active: bool = True, image: str = "") -> Application:
         body = ApplicationCreate(name=name, is_active=is_active, image=image).to_wire()
-        return self._parse(Application, CREATE_APP, await self._json(CREATE_APP, "/v1/app", body=body))
+        return self._parse(Application, ep.CREATE_APP, await self._json(ep.CREATE_APP, "/v1/app", body=body))
 
     async def get_app(self, name: str) -> Application:
-        return self._parse(Application, GET_APP, await self._json(GET_APP, f"/v1/app/{_q(name)}"))
+        return self._parse(Application, ep.GET_APP, await self._json(ep.GET_APP, f"/v1/app/{_q(name)}"))
 
     async def list_apps(self) -> list[Application]:
-        return await self._read_all(LIST_APPS, "/v1/apps", "applications", Application, lambda a: a.name)
+        return await self._read_all(ep.LIST_APPS, "/v1/apps", "applications", Application, lambda a: a.name)
 
     async def create_app_version(self, app: str, payload: AppVersionCreate | dict[str, Any]) -> AppVersion:
         request = (
             payload if isinstance(payload, AppVersionCreate) else AppVersionCreate.model_validate(payload)
         )
-        data = await self._json(CREATE_APP_VERSION, f"/v1/app/{_q(app)}/version", body=request.to_wire())
+        data = await self._json(ep.CREATE_APP_VERSION, f"/v1/app/{_q(app)}/version", body=request.to_wire())
         version = data.get("version", data) if isinstance(data, dict) else data
-        return self._parse(AppVersion, CREATE_APP_VERSION, version)
+        return self._parse(AppVersion, ep.CREATE_APP_VERSION, version)
 
     async def get_app_version(self, app: str, version: str) -> AppVersion:
-        data = await self._json(GET_APP_VERSION, f"/v1/app/{_q(app)}/version/{_q(version)}")
-        return self._parse(AppVersion, GET_APP_VERSION, data)
+        data = await self._json(ep.GET_APP_VERSION, f"/v1/app/{_q(app)}/version/{_q(version)}")
+        return self._parse(AppVersion, ep.GET_APP_VERSION, data)
 
     async def list_app_versions(self, app: str) -> list[AppVersion]:
         path = f"/v1/app/{_q(app)}/versions"
-        return await self._read_all(LIST_APP_VERSIONS, path, "versions", AppVersion, lambda v: v.name)
+        return await self._read_all(ep.LIST_APP_VERSIONS, path, "versions", AppVersion, lambda v: v.name)
 
     # --- deployments -----------------------------------------------------------------------------------
     async def deploy(self, request: DeployRequest, *, intent: str | None = None) -> DeployResponse:
@@ -259,7 +234,9 @@ class CodemaClient:
         body = request.to_wire()
         for attempt in range(1, self._policy.max_attempts + 1):
             try:
-                return self._parse(DeployResponse, DEPLOY, await self._json(DEPLOY, "/v1/deploy", body=body))
+                return self._parse(
+                    DeployResponse, ep.DEPLOY, await self._json(ep.DEPLOY, "/v1/deploy", body=body)
+                )
             except PlatformUnavailable as err:
                 if not err.ambiguous or intent is None:
                     raise
@@ -280,7 +257,7 @@ class CodemaClient:
         except PlatformError as lookup_err:
             raise PlatformUnavailable(
                 f"deploy: outcome unknown, the intent lookup failed ({lookup_err})",
-                endpoint=DEPLOY.name,
+                endpoint=ep.DEPLOY.name,
                 ambiguous=True,
             ) from lookup_err
 
@@ -304,20 +281,20 @@ class CodemaClient:
         return matches[0] if matches else None
 
     async def status(self, request_id: str) -> DeploymentStatus:
-        data = await self._json(STATUS, f"/v1/status/{_q(request_id)}")
-        return self._parse(DeploymentStatus, STATUS, data)
+        data = await self._json(ep.STATUS, f"/v1/status/{_q(request_id)}")
+        return self._parse(DeploymentStatus, ep.STATUS, data)
 
     async def stop(self, request_id: str) -> StopOutcome:
         """STOPPING (200), ACCEPTED (202: not READY yet, stopped once it is), GONE (410)."""
         try:
-            response = await self._transport.send(STOP, f"/v1/stop/{_q(request_id)}")
+            response = await self._transport.send(ep.STOP, f"/v1/stop/{_q(request_id)}")
         except AlreadyTerminated:
             return StopOutcome.GONE
         return StopOutcome.ACCEPTED if response.status_code == 202 else StopOutcome.STOPPING
 
     async def list_deployments(self) -> list[DeploymentListItem]:
         return await self._read_all(
-            LIST_DEPLOYMENTS, "/v1/deployments", "data", DeploymentListItem, lambda d: d.request_id
+            ep.LIST_DEPLOYMENTS, "/v1/deployments", "data", DeploymentListItem, lambda d: d.request_id
         )
 
     async def bulk_stop(self, request_ids: Sequence[str]) -> list[str]:
@@ -327,46 +304,46 @@ class CodemaClient:
         body = BulkStopRequest(
             filters=[StopFilter(field="request_id", values=list(request_ids), filter_type="any")]
         ).to_wire()
-        data = await self._json(BULK_STOP, "/v1/deployments/bulk-stop", body=body)
-        processable = self._field(BULK_STOP, data, "processable")
+        data = await self._json(ep.BULK_STOP, "/v1/deployments/bulk-stop", body=body)
+        processable = self._field(ep.BULK_STOP, data, "processable")
         return [p["request_id"] for p in processable if isinstance(p, dict) and p.get("request_id")]
 
     # --- sessions --------------------------------------------------------------------------------------
     async def create_session(self, request: SessionCreate) -> SessionCreated:
-        data = await self._json(CREATE_SESSION, "/v1/session", body=request.to_wire())
-        return self._parse(SessionCreated, CREATE_SESSION, data)
+        data = await self._json(ep.CREATE_SESSION, "/v1/session", body=request.to_wire())
+        return self._parse(SessionCreated, ep.CREATE_SESSION, data)
 
     async def get_session(self, session_id: str) -> SessionInfo:
-        data = await self._json(GET_SESSION, f"/v1/session/{_q(session_id)}")
-        return self._parse(SessionInfo, GET_SESSION, data)
+        data = await self._json(ep.GET_SESSION, f"/v1/session/{_q(session_id)}")
+        return self._parse(SessionInfo, ep.GET_SESSION, data)
 
     async def delete_session(self, session_id: str) -> None:
         """Deleted, or already gone: 410, and 404 since a deleted session keeps no history."""
         try:
-            await self._transport.send(DELETE_SESSION, f"/v1/session/{_q(session_id)}")
+            await self._transport.send(ep.DELETE_SESSION, f"/v1/session/{_q(session_id)}")
         except (AlreadyTerminated, NotFound):
             return
 
     async def get_session_users(self, session_id: str) -> list[SessionUser]:
-        data = await self._json(SESSION_USERS, f"/v1/session/{_q(session_id)}/users")
-        return self._users(SESSION_USERS, data)
+        data = await self._json(ep.SESSION_USERS, f"/v1/session/{_q(session_id)}/users")
+        return self._users(ep.SESSION_USERS, data)
 
     async def add_session_users(self, session_id: str, ips: Sequence[str]) -> list[SessionUser]:
         body = SessionUsersChange(ip_list=list(ips)).to_wire()
-        data = await self._json(ADD_SESSION_USERS, f"/v1/session/{_q(session_id)}/users", body=body)
-        return self._users(ADD_SESSION_USERS, data)
+        data = await self._json(ep.ADD_SESSION_USERS, f"/v1/session/{_q(session_id)}/users", body=body)
+        return self._users(ep.ADD_SESSION_USERS, data)
 
     async def remove_session_users(self, session_id: str, ips: Sequence[str]) -> list[SessionUser]:
         body = SessionUsersChange(ip_list=list(ips)).to_wire()
-        data = await self._json(REMOVE_SESSION_USERS, f"/v1/session/{_q(session_id)}/users", body=body)
-        return self._users(REMOVE_SESSION_USERS, data)
+        data = await self._json(ep.REMOVE_SESSION_USERS, f"/v1/session/{_q(session_id)}/users", body=body)
+        return self._users(ep.REMOVE_SESSION_USERS, data)
 
     def _users(self, endpoint: Endpoint, data: Any) -> list[SessionUser]:
         return [self._parse(SessionUser, endpoint, u) for u in self._field(endpoint, data, "session_users")]
 
     async def list_sessions(self) -> list[SessionSummary]:
         return await self._read_all(
-            LIST_SESSIONS, "/v1/sessions", "data", SessionSummary, lambda s: s.session_id
+            ep.LIST_SESSIONS, "/v1/sessions", "data", SessionSummary, lambda s: s.session_id
         )
 
     # --- telemetry, locations, ip lookup -----------------------------------------------------------
@@ -376,12 +353,12 @@ class CodemaClient:
         body = TelemetryRequest(
             deployments=list(deployments), ips=list(ips), webhook_url=webhook_url
         ).to_wire()
-        data = await self._json(TELEMETRY_REQUEST, "/v1/telemetry/active-deployments", body=body)
-        return self._parse(TelemetryTicket, TELEMETRY_REQUEST, data)
+        data = await self._json(ep.TELEMETRY_REQUEST, "/v1/telemetry/active-deployments", body=body)
+        return self._parse(TelemetryTicket, ep.TELEMETRY_REQUEST, data)
 
     async def telemetry_result(self, retrieval_key: str) -> TelemetryResult:
-        data = await self._json(TELEMETRY_RESULT, f"/v1/telemetry/active-deployments/{_q(retrieval_key)}")
-        return self._parse(TelemetryResult, TELEMETRY_RESULT, data)
+        data = await self._json(ep.TELEMETRY_RESULT, f"/v1/telemetry/active-deployments/{_q(retrieval_key)}")
+        return self._parse(TelemetryResult, ep.TELEMETRY_RESULT, data)
 
     async def locations(
         self, *, app: str | None = None, version: str | None = None, tags: bool = True
@@ -389,11 +366,13 @@ class CodemaClient:
         params = {k: v for k, v in (("app", app), ("version", version)) if v}
         if tags:
             params["tags"] = "true"
-        data = await self._json(LOCATIONS, "/v1/locations", params=params)
-        return [self._parse(Location, LOCATIONS, loc) for loc in self._field(LOCATIONS, data, "locations")]
+        data = await self._json(ep.LOCATIONS, "/v1/locations", params=params)
+        return [
+            self._parse(Location, ep.LOCATIONS, loc) for loc in self._field(ep.LOCATIONS, data, "locations")
+        ]
 
     async def lookup_ip(self, ip: str) -> IpLookup:
-        return self._parse(IpLookup, IP_LOOKUP, await self._json(IP_LOOKUP, f"/v1/ip/{_q(ip)}/lookup"))
+        return self._parse(IpLookup, ep.IP_LOOKUP, await self._json(ep.IP_LOOKUP, f"/v1/ip/{_q(ip)}/lookup"))
 
     async def lookup_ips(self, ips: Sequence[str]) -> list[IpLookup]:
         """Bulk lookup in calls of at most 20 addresses (the documented maximum)."""
@@ -401,8 +380,8 @@ class CodemaClient:
         found: list[IpLookup] = []
         for start in range(0, len(unique), IPS_PER_LOOKUP):
             body = IpsLookupRequest(addresses=unique[start : start + IPS_PER_LOOKUP]).to_wire()
-            data = await self._json(IPS_LOOKUP, "/v1/ips/lookup", body=body)
+            data = await self._json(ep.IPS_LOOKUP, "/v1/ips/lookup", body=body)
             found.extend(
-                self._parse(IpLookup, IPS_LOOKUP, a) for a in self._field(IPS_LOOKUP, data, "addresses")
+                self._parse(IpLookup, ep.IPS_LOOKUP, a) for a in self._field(ep.IPS_LOOKUP, data, "addresses")
             )
         return found

@@ -325,6 +325,8 @@ class PlatformTransport:
         while True:
             wait = await self._limits_admit(endpoint.name, self._rates.get(endpoint.name))
             if wait <= 0:
+                if waited > 0:
+                    PLATFORM_BACKOFF.set(0)  # admitted: whatever window held us has ended
                 return
             backoff = await self._limits_backoff_remaining()
             reason = "backoff" if backoff > 0 else "bucket"

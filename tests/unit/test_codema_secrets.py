@@ -10,10 +10,9 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-import codema.client as client_module
+from codema.endpoints import ALL as ENDPOINTS
 from codema.errors import PlatformError
 from codema.schemas import DeployRequest, SessionCreate
-from codema.transport import Endpoint
 from tests.unit.test_codema_client import FakePlatform, FakeTime, Fault, make_client, route
 
 TOKEN = "tok-SECRET-5e1f0c2d9b"
@@ -81,7 +80,7 @@ async def test_metric_endpoint_labels_are_route_templates_never_ids() -> None:
         created = await client.create_session(SessionCreate(app_name="g", ip_list=["198.51.100.77"]))
         await client.get_session(created.session_id)
         await client.lookup_ip("198.51.100.77")
-    known = {v.name for v in vars(client_module).values() if isinstance(v, Endpoint)}
+    known = {endpoint.name for endpoint in ENDPOINTS}
     exposition = generate_latest(REGISTRY).decode()
     labels = set(re.findall(r'^fleet_platform_\w+\{[^}]*endpoint="([^"]*)"', exposition, flags=re.M))
     assert labels and labels <= known
