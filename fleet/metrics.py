@@ -92,3 +92,31 @@ ALLOC_WAITING = Gauge(
 ALLOC_WEBHOOKS = Counter(
     "fleet_allocator_session_webhooks_total", "Client session webhooks by result", ["result"]
 )
+
+# --- webhooks (W) --------------------------------------------------------------------------------
+# kind: deployment | session | telemetry.
+# result: transition (a state moved forward), update (facts stored, no transition), duplicate
+# (nothing new), unknown_status (stored raw / nothing to apply), pending (a session callback kept
+# until its mapping exists), unknown_session (mapped to no record of ours), rejected.
+WEBHOOK_CALLBACKS = Counter(
+    "fleet_webhook_callbacks_total", "Platform callbacks by kind and result", ["kind", "result"]
+)
+# reason: missing_secret, bad_secret, throttled, too_large, malformed, missing_field, store_unavailable.
+WEBHOOK_REJECTIONS = Counter(
+    "fleet_webhook_rejections_total", "Platform callbacks refused, by kind and reason", ["kind", "reason"]
+)
+# state: the Status name (deployments), our session state (sessions), partial | complete (telemetry).
+# Counted once per transition, whatever the number of deliveries.
+WEBHOOK_TRANSITIONS = Counter(
+    "fleet_webhook_transitions_total", "State transitions caused by platform callbacks", ["kind", "state"]
+)
+WEBHOOK_LATENCY = Histogram(
+    "fleet_webhook_handling_duration_seconds",
+    "Time from request to answer of a platform callback, all results",
+    ["kind"],
+    buckets=LATENCY_BUCKETS_S,
+)
+# reason: missing, null, not_numeric (usage unknown), clamped (usage above sockets).
+WEBHOOK_USAGE_ANOMALIES = Counter(
+    "fleet_webhook_usage_anomalies_total", "Callbacks whose sockets_usage was unknown or clamped", ["reason"]
+)
