@@ -146,7 +146,7 @@ def error_for_response(
 
 
 def error_for_exception(
-    endpoint: Endpoint, exc: httpx.TransportError, secrets: tuple[str, ...]
+    endpoint: Endpoint, exc: httpx.RequestError, secrets: tuple[str, ...]
 ) -> PlatformError:
     """Connect errors and connect/pool timeouts never reached the platform; anything after the
     request was written (read timeout, dropped connection) may have acted."""
@@ -163,7 +163,7 @@ def result_label(error: PlatformError | None, exc: BaseException | None = None) 
         return "ok"
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx.RequestError):
         return "connect_error" if isinstance(exc, httpx.ConnectError) else "transport_error"
     for cls, label in (
         (CircuitOpen, "circuit_open"),
@@ -233,7 +233,11 @@ class PlatformTransport:
             if isinstance(outcome, httpx.Response):
                 return outcome
             if not self._may_retry(endpoint, outcome, attempt):
-                log.warning(
+                # A rejection is the platform's answer (often expected, e.g. 404); only say
+                # WARNING when the platform could not be reached or failed.
+                level = logging.WARNING if isinstance(outcome, PlatformUnavailable) else logging.INFO
+                log.log(
+                    level,
                     "platform_call_failed endpoint=%s attempts=%d status=%s ambiguous=%s",
                     endpoint.name,
                     attempt,
@@ -262,7 +266,7 @@ class PlatformTransport:
         started = time.perf_counter()
         try:
             response = await self._http.request(endpoint.method, path, params=params, json=body)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport errors, undecodable bodies, redirect loops
             PLATFORM_LATENCY.labels(endpoint.name).observe(time.perf_counter() - started)
             error = error_for_exception(endpoint, exc, self._secrets)
             error.__cause__ = exc

@@ -767,3 +767,51 @@ async def test_ids_are_quoted_into_one_path_segment(platform: FakePlatform, cloc
         with pytest.raises(NotFound):
             await client.status("../apps")
     assert platform.requests[0].url.raw_path == b"/v1/status/..%2Fapps"
+
+
+# name: (exception, endpoint route, ambiguous, requests sent with max_attempts=2)
+TRANSPORT_ROWS = {
+    "connect error on a create: nothing sent, resent": (
+        httpx.ConnectError,
+        ("POST", "/v1/session"),
+        False,
+        2,
+    ),
+    "connect timeout on a create: resent": (httpx.ConnectTimeout, ("POST", "/v1/session"), False, 2),
+    "pool timeout on a create: resent": (httpx.PoolTimeout, ("POST", "/v1/session"), False, 2),
+    "read timeout on a create: ambiguous, not resent": (httpx.ReadTimeout, ("POST", "/v1/session"), True, 1),
+    "dropped connection on a create": (httpx.RemoteProtocolError, ("POST", "/v1/session"), True, 1),
+    "write timeout on a create": (httpx.WriteTimeout, ("POST", "/v1/session"), True, 1),
+    "read timeout on a read: never ambiguous": (httpx.ReadTimeout, ("GET", "/v1/sessions"), False, 2),
+    "read timeout on an idempotent write: resent": (httpx.ReadTimeout, ("DELETE", "/v1/session"), True, 2),
+}
+
+
+@pytest.mark.parametrize("row", TRANSPORT_ROWS.values(), ids=TRANSPORT_ROWS.keys())
+async def test_transport_failures_ambiguity_and_resends(
+    platform: FakePlatform,
+    clock: FakeTime,
+    row: tuple[type[httpx.TransportError], tuple[str, str], bool, int],
+) -> None:
+    exc, (method, path), ambiguous, sent = row
+    platform.faults.append(Fault(route(method, path), exc=exc, times=None))
+    calls = {
+        "POST": lambda c: c.create_session(SessionCreate(app_name="g", ip_list=["198.51.100.1"])),
+        "GET": lambda c: c.list_sessions(),
+        "DELETE": lambda c: c.delete_session("s1-s"),
+    }
+    async with make_client(platform, clock, max_attempts=2) as client:
+        with pytest.raises(PlatformUnavailable) as caught:
+            await calls[method](client)
+    assert caught.value.ambiguous is ambiguous
+    assert len(platform.calls(method, path)) == sent
+
+
+async def test_undecodable_answer_maps_to_unavailable(platform: FakePlatform, clock: FakeTime) -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, content=b"not gzip at all")
+
+    client = CodemaClient("http://codema.test", TOKEN, transport=httpx.MockTransport(broken), max_attempts=1)
+    async with client:
+        with pytest.raises(PlatformUnavailable):
+            await client.status("abc")
