@@ -36,7 +36,8 @@ class AppsPart(WorldState):
         if not name:
             raise BadRequest("name: required")
         if name in self.apps:
-            raise Conflict(f"application {name} already exists")
+            # The spec gives app create no 409 (versions have one): a duplicate is a 400.
+            raise BadRequest(f"name: application {name} already exists")
         app = AppRecord(name, is_active, is_telemetry_agent_active, image, self.now, self.now)
         self.apps[name] = app
         return app
