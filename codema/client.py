@@ -94,8 +94,10 @@ class CodemaClient:
         circuit_failures: int = 5,
         circuit_reset_s: float = 10.0,
         rates: Mapping[str, Rate] = DOCUMENTED_RATES,
+        page_limit: int = PAGE_LIMIT,
     ) -> None:
         self._root = _api_root(base_url)
+        self._page_limit = page_limit
         self._http = httpx.AsyncClient(
             base_url=self._root,
             headers={"Authorization": f"token {token}", "User-Agent": USER_AGENT},
@@ -187,7 +189,9 @@ class CodemaClient:
         items: dict[str, M] = {}
         total: int | None = None
         for page in range(1, MAX_PAGES + 1):
-            data = await self._json(endpoint, path, params={"page": str(page), "limit": str(PAGE_LIMIT)})
+            data = await self._json(
+                endpoint, path, params={"page": str(page), "limit": str(self._page_limit)}
+            )
             for raw in self._field(endpoint, data, key):
                 item = self._parse(model, endpoint, raw)
                 items.setdefault(id_of(item), item)  # an item pushed onto the next page appears twice
