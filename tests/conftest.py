@@ -16,7 +16,7 @@ from fleet.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
-pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.sim"]
+pytest_plugins = ["tests.fixtures.stack", "tests.fixtures.sim", "tests.fixtures.web"]
 
 
 @pytest.fixture(scope="session")

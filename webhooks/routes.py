@@ -1,11 +1,168 @@
-"""Routes of this room (placeholder until the room lands)."""
+"""Platform callbacks: `POST /webhooks/deployments`, `/webhooks/sessions`, `/webhooks/telemetry`.
+
+Each request: the secret (before the body is read), the body (capped while reading), the parse
+(422 naming the subject's id field), then one short Store write, and the answer. A 2xx means the
+fact is in Redis; nothing slow runs before the answer (no platform call, no waiting), and the Store
+write is bounded by `INGEST_DEADLINE_S` so the platform, which gives up after 10 s, always gets an
+answer. Rejected requests change nothing.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from fleet.bootstrap import Services
+from fleet.http import HttpError, error_response, read_json_object
+from fleet.logging import event
+from fleet.metrics import (
+    WEBHOOK_CALLBACKS,
+    WEBHOOK_LATENCY,
+    WEBHOOK_REJECTIONS,
+    WEBHOOK_TRANSITIONS,
+    WEBHOOK_USAGE_ANOMALIES,
+)
+from fleet.store.session_reports import SessionContended
+from webhooks.auth import AuthFailure, SecretGuard, client_address
+from webhooks.ingest import Ingest, Outcome
+from webhooks.parse import FieldError, deployment_body, session_body, telemetry_body
+from webhooks.throttle import FailureThrottle
+
+log = logging.getLogger("webhooks")
+
+INGEST_DEADLINE_S = 5.0  # half the platform's 10 s timeout: a slow Redis gets a 503, not a hang
+RETRY_AFTER_S = "2"
+
+Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
+
+
+class Rejected(Exception):
+    """A refused callback: `reason` is the metric label; `quiet` skips the log line (repeats)."""
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.headers = headers or {}
+        self.quiet = quiet
+
+
+def _body_rejection(err: HttpError) -> Rejected:
+    return Rejected(err.status, "too_large" if err.status == 413 else "malformed", err.message)
+
+
+class WebhookEndpoint:
+    """One callback kind: authenticate, read, parse, ingest, answer; metrics on every path."""
+
+    def __init__(self, kind: str, guard: SecretGuard, handler: Handler) -> None:
+        self.kind = kind
+        self.guard = guard
+        self.handler = handler
+
+    async def respond(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            outcome = await self._handle(request)
+        except Rejected as rej:
+            return self._reject(request, rej)
+        finally:
+            WEBHOOK_LATENCY.labels(self.kind).observe(time.perf_counter() - started)
+        WEBHOOK_CALLBACKS.labels(self.kind, outcome.result.value).inc()
+        for kind, state in outcome.transitions:
+            WEBHOOK_TRANSITIONS.labels(kind, state).inc()
+        for note in outcome.usage_notes:
+            WEBHOOK_USAGE_ANOMALIES.labels(note.value).inc()
+        return JSONResponse({"result": outcome.result.value})
+
+    async def _handle(self, request: Request) -> Outcome:
+        failure = self.guard.check(request, time.monotonic())
+        if failure is not None:
+            raise self._auth_rejection(failure)
+        try:
+            body = await read_json_object(request)
+        except HttpError as err:
+            raise _body_rejection(err) from err
+        try:
+            async with asyncio.timeout(INGEST_DEADLINE_S):
+                return await self.handler(body)
+        except FieldError as err:
+            raise Rejected(422, "missing_field" if err.missing else "invalid_field", str(err)) from err
+        except (RedisError, OSError, TimeoutError, SessionContended) as err:
+            raise Rejected(
+                503,
+                "store_unavailable",
+                "state store unavailable, retry shortly",
+                {"Retry-After": RETRY_AFTER_S},
+            ) from err
+
+    @staticmethod
+    def _auth_rejection(failure: AuthFailure) -> Rejected:
+        headers = {"Retry-After": str(failure.retry_after_s)} if failure.retry_after_s else {}
+        return Rejected(failure.status, failure.reason, failure.message, headers, quiet=not failure.log_it)
+
+    def _reject(self, request: Request, rej: Rejected) -> Response:
+        WEBHOOK_CALLBACKS.labels(self.kind, "rejected").inc()
+        WEBHOOK_REJECTIONS.labels(self.kind, rej.reason).inc()
+        if not rej.quiet:
+            level = logging.WARNING if rej.status >= 500 else logging.INFO
+            cause = type(rej.__cause__).__name__ if rej.__cause__ is not None and rej.status >= 500 else None
+            event(
+                log,
+                "webhook_rejected",
+                level,
+                kind=self.kind,
+                status=rej.status,
+                reason=rej.reason,
+                client=client_address(request),
+                detail=rej.message,
+                error=cause,
+            )
+        return error_response(rej.status, rej.message, rej.headers)
 
 
 def build_routes(services: Services) -> list[BaseRoute]:
-    return []
+    settings = services.settings
+    guard = SecretGuard(
+        settings.webhook_secrets(),
+        allow_insecure=settings.allow_insecure_webhooks,
+        throttle=FailureThrottle(),
+    )
+    ingest = Ingest(services.store, services.clock)
+
+    async def deployments(body: dict[str, Any]) -> Outcome:
+        return await ingest.deployment(deployment_body(body))
+
+    async def sessions(body: dict[str, Any]) -> Outcome:
+        return await ingest.session(session_body(body, services.clock()))
+
+    async def telemetry(body: dict[str, Any]) -> Outcome:
+        return await ingest.telemetry(telemetry_body(body))
+
+    return [
+        Route(
+            "/webhooks/deployments",
+            WebhookEndpoint("deployment", guard, deployments).respond,
+            methods=["POST"],
+        ),
+        Route("/webhooks/sessions", WebhookEndpoint("session", guard, sessions).respond, methods=["POST"]),
+        Route(
+            "/webhooks/telemetry", WebhookEndpoint("telemetry", guard, telemetry).respond, methods=["POST"]
+        ),
+    ]
