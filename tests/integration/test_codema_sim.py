@@ -143,4 +143,5 @@ async def test_platform_429s_are_waited_out(sim: RunningSim) -> None:
     assert all(s.request_id == rid for s in statuses)
     responses = sim.calls()["responses"]["status"]
     assert responses["200"] == 10
-    assert 1 <= responses.get("429", 0) <= 3  # each 429 stopped everyone for Retry-After instead of hammering on
+    # Each 429 held every caller back for Retry-After instead of letting them hammer on.
+    assert 1 <= responses.get("429", 0) <= 3
