@@ -54,7 +54,9 @@ class Spec:
         self.checked: set[tuple[str, str, int]] = set()
 
     def validate(self, definition: str, body: Any, where: str) -> None:
-        validator = jsonschema.Draft4Validator({"$ref": f"#/definitions/{definition}", "definitions": self.defs})
+        validator = jsonschema.Draft4Validator(
+            {"$ref": f"#/definitions/{definition}", "definitions": self.defs}
+        )
         for err in list(validator.iter_errors(body))[:3]:
             self.problems.append(f"{where}: {'/'.join(map(str, err.path))}: {err.message[:150]}")
 
@@ -88,19 +90,28 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
     hooks = webhook_sink.url
 
     # applications and versions
-    spec.check("/v1/app", "post", call("POST", "/v1/app", {"name": "conf", "is_active": True, "image": ""}), 200)
-    spec.check("/v1/app", "post", call("POST", "/v1/app", {"name": "conf", "is_active": True, "image": ""}), 400)
+    spec.check(
+        "/v1/app", "post", call("POST", "/v1/app", {"name": "conf", "is_active": True, "image": ""}), 200
+    )
+    spec.check(
+        "/v1/app", "post", call("POST", "/v1/app", {"name": "conf", "is_active": True, "image": ""}), 400
+    )
     spec.check("/v1/app/{app_name}", "get", call("GET", "/v1/app/conf"), 200)
     spec.check("/v1/app/{app_name}", "patch", call("PATCH", "/v1/app/conf", {"is_active": True}), 200)
     spec.check("/v1/apps", "get", call("GET", "/v1/apps"), 200)
-    version = {"name": "v1", "docker_repository": "r.local", "docker_image": "game", "docker_tag": "1",
-               "req_cpu": 256, "req_memory": 256, "private_token": "registry-secret",
-               "session_config": {"kind": "Seat", "sockets": 4, "autodeploy": False, "empty_ttl": 60}}  # fmt: skip
-    created = spec.check("/v1/app/{app_name}/version", "post", call("POST", "/v1/app/conf/version", version), 200)
+    seat = {"kind": "Seat", "sockets": 4, "autodeploy": False, "empty_ttl": 60}
+    image = {"docker_repository": "r.local", "docker_image": "game", "docker_tag": "1"}
+    version = {"name": "v1", **image, "req_cpu": 256, "req_memory": 256, "private_token": "registry-secret",
+               "session_config": seat}  # fmt: skip
+    created = spec.check(
+        "/v1/app/{app_name}/version", "post", call("POST", "/v1/app/conf/version", version), 200
+    )
     assert created["version"]["private_token"] != "registry-secret"
     spec.check("/v1/app/{app_name}/version", "post", call("POST", "/v1/app/conf/version", version), 409)
     spec.check("/v1/app/{app_name}/version", "post", call("POST", "/v1/app/none/version", version), 404)
-    spec.check("/v1/app/{app_name}/version/{version_name}", "get", call("GET", "/v1/app/conf/version/v1"), 200)
+    spec.check(
+        "/v1/app/{app_name}/version/{version_name}", "get", call("GET", "/v1/app/conf/version/v1"), 200
+    )
     spec.check(
         "/v1/app/{app_name}/version/{version_name}",
         "patch",
@@ -142,7 +153,9 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
     users = "/v1/session/{session_id}/users"
     spec.check(users, "get", call("GET", f"/v1/session/{sid}/users"), 200)
     spec.check(users, "put", call("PUT", f"/v1/session/{sid}/users", {"ip_list": ["1.1.1.1"]}), 200)
-    spec.check(users, "put", call("PUT", f"/v1/session/{sid}/users", {"ip_list": ["9.9.9.9", "8.8.4.4"]}), 422)
+    spec.check(
+        users, "put", call("PUT", f"/v1/session/{sid}/users", {"ip_list": ["9.9.9.9", "8.8.4.4"]}), 422
+    )
     spec.check(users, "delete", call("DELETE", f"/v1/session/{sid}/users", {"ip_list": ["1.1.1.1"]}), 200)
     spec.check("/v1/sessions", "get", call("GET", "/v1/sessions"), 200)
 
@@ -153,6 +166,7 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
     tpath = "/v1/telemetry/active-deployments/{retrieval_key}"
     first = spec.check(tpath, "get", call("GET", f"/v1/telemetry/active-deployments/{key}"), 200)
     assert first["partial_result"] is True
+
     def complete() -> dict[str, Any] | None:
         result = spec.check(tpath, "get", call("GET", f"/v1/telemetry/active-deployments/{key}"), 200)
         return None if result["partial_result"] else dict(result)
@@ -168,7 +182,9 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
     spec.check("/v1/ip", "get", call("GET", "/v1/ip"), 200)
     looked = spec.check("/v1/ip/{ip}/lookup", "get", call("GET", f"/v1/ip/{UK_IP}/lookup"), 200)
     assert looked["location"]["country"]["code"] == "GB"
-    many = spec.check("/v1/ips/lookup", "post", call("POST", "/v1/ips/lookup", {"addresses": [UK_IP, "10.0.0.1"]}), 200)
+    many = spec.check(
+        "/v1/ips/lookup", "post", call("POST", "/v1/ips/lookup", {"addresses": [UK_IP, "10.0.0.1"]}), 200
+    )
     assert [a["ip_address"] for a in many["addresses"]] == [UK_IP, "10.0.0.1"]
     too_many = {"addresses": [f"8.8.8.{i}" for i in range(21)]}
     assert call("POST", "/v1/ips/lookup", too_many).status_code == 400
@@ -176,7 +192,9 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
     # deployment update, in-container context and self-stop on a second deployment
     upd = "/v1/deployments/{request_id}"
     spec.check(upd, "patch", call("PATCH", f"/v1/deployments/{rid}", {"is_joinable_by_session": True}), 200)
-    other = spec.check("/v1/deploy", "post", call("POST", "/v1/deploy", {"app_name": "conf"}), 200)["request_id"]
+    other = spec.check("/v1/deploy", "post", call("POST", "/v1/deploy", {"app_name": "conf"}), 200)[
+        "request_id"
+    ]
     sim.wait_status(other, "READY")
     truth = sim.deployment(other)
     ctx = call("GET", truth["context_url"], headers={"authorization": truth["context_token"]})
@@ -192,15 +210,21 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
     spec.check("/v1/session/{session_id}", "delete", call("DELETE", "/v1/session/unknown-s"), 404)
     bulk_sessions = {"filters": [{"field": "request_id", "values": [rid], "filter_type": "any"}]}
     spec.check("/v1/sessions/bulk-stop", "post", call("POST", "/v1/sessions/bulk-stop", bulk_sessions), 200)
-    starting = spec.check("/v1/deploy", "post", call("POST", "/v1/deploy", {"app_name": "conf"}), 200)["request_id"]
+    starting = spec.check("/v1/deploy", "post", call("POST", "/v1/deploy", {"app_name": "conf"}), 200)[
+        "request_id"
+    ]
     spec.check("/v1/stop/{request_id}", "delete", call("DELETE", f"/v1/stop/{starting}"), 202)
     spec.check("/v1/stop/{request_id}", "delete", call("DELETE", f"/v1/stop/{rid}"), 200)
     sim.wait_status(rid, "TERMINATED")
     spec.check("/v1/stop/{request_id}", "delete", call("DELETE", f"/v1/stop/{rid}"), 410)
     sim.wait_status(starting, "TERMINATED")
-    third = spec.check("/v1/deploy", "post", call("POST", "/v1/deploy", {"app_name": "conf", "tags": ["bulk"]}), 200)
+    third = spec.check(
+        "/v1/deploy", "post", call("POST", "/v1/deploy", {"app_name": "conf", "tags": ["bulk"]}), 200
+    )
     bulk = {"filters": [{"field": "deployment_tags", "values": ["bulk"], "filter_type": "any"}]}
-    stopped = spec.check("/v1/deployments/bulk-stop", "post", call("POST", "/v1/deployments/bulk-stop", bulk), 200)
+    stopped = spec.check(
+        "/v1/deployments/bulk-stop", "post", call("POST", "/v1/deployments/bulk-stop", bulk), 200
+    )
     assert stopped == {"processable": [{"request_id": third["request_id"]}]}
 
     # the webhooks the platform sent, against the same spec
@@ -215,8 +239,12 @@ def test_every_response_conforms_through_a_deployment_and_session_life(
         spec.validate("ActiveDeploymentTelemetryGetResult", body, "telemetry webhook")
 
     # cleanup endpoints
-    spec.check("/v1/app/{app_name}/version/{version_name}", "delete", call("DELETE", "/v1/app/conf/version/v1"), 200)
-    spec.check("/v1/app/{app_name}/version/{version_name}", "get", call("GET", "/v1/app/conf/version/v1"), 404)
+    spec.check(
+        "/v1/app/{app_name}/version/{version_name}", "delete", call("DELETE", "/v1/app/conf/version/v1"), 200
+    )
+    spec.check(
+        "/v1/app/{app_name}/version/{version_name}", "get", call("GET", "/v1/app/conf/version/v1"), 404
+    )
     spec.check("/v1/app/{app_name}", "delete", call("DELETE", "/v1/app/conf"), 200)
 
     assert spec.problems == []
@@ -254,7 +282,9 @@ def test_deployments_list_pages(sim: RunningSim) -> None:
     assert first["pagination"]["has_next"] and first["pagination"]["paginator"]["num_pages"] == 3
     seen = set()
     for page in (1, 2, 3):
-        seen |= {d["request_id"] for d in sim.request("GET", f"/v1/deployments?page={page}&limit=2").json()["data"]}
+        seen |= {
+            d["request_id"] for d in sim.request("GET", f"/v1/deployments?page={page}&limit=2").json()["data"]
+        }
     assert seen == made
     last = sim.request("GET", "/v1/deployments?page=3&limit=2").json()["pagination"]
     assert not last["has_next"] and last["previous_page_number"] == 2
