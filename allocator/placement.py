@@ -1,7 +1,7 @@
 """Which deployments may take a session, best first (design.md §4 "Placement"). Pure.
 
-Inputs are plain values: the ask (size, selector tags, where the players are, their networks), the
-candidate deployments, and the cached telemetry ranking of each player network. The clock is a
+Inputs are plain values: the ask (size, selector tags, where the players are), the candidate
+deployments, and the cached telemetry ranking of each player network. The clock is a
 parameter. The result is a frozen `Placement` whose `reason` says what decided the order.
 
 Ranking, in order of trust:
@@ -93,7 +93,6 @@ class Ask:
     size: int
     tags: frozenset[str] = frozenset()  # selector tags that filter (tag_only ones excluded)
     players: tuple[Point, ...] = ()
-    networks: tuple[str, ...] = ()
     pinned: str = ""
     rules: tuple[LocationRule, ...] = ()
 

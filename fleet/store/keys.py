@@ -148,6 +148,10 @@ class Keys:
         """Hash: app SEP version -> sockets of the sessions waiting for capacity."""
         return self._k("alloc", "demand")
 
+    def session_ask(self, session_id: str) -> str:
+        """String: a session's location constraints (city, filters, centroid) while it waits."""
+        return self._k("alloc", "ask", session_id)
+
     def session_claim(self, session_id: str) -> str:
         """String with a TTL: the process currently linking, resizing or deleting a session."""
         return self._k("alloc", "claim", session_id)

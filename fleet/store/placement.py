@@ -40,14 +40,14 @@ class GeoFact:
         return self.latitude is not None and self.longitude is not None
 
 
-def _ranks(raw: str | None) -> RanksDoc | None:
+def _ranks(raw: str | bytes | None) -> RanksDoc | None:
     if not raw:
         return None
     doc = json.loads(raw)
     return RanksDoc(tuple(doc.get("order", ())), bool(doc.get("partial")), float(doc.get("at", 0.0)))
 
 
-def _geo(raw: str | None) -> GeoFact | None:
+def _geo(raw: str | bytes | None) -> GeoFact | None:
     if raw is None:
         return None
     doc = json.loads(raw)
@@ -92,3 +92,14 @@ class PlacementStore:
                 ttl = ttl_s if f.located else unknown_ttl_s
                 pipe.set(self.keys.geo_point(network), body, px=max(1, int(ttl * 1000)))
             await pipe.execute()
+
+    # --- a waiting session's location constraints ----------------------------------------------
+    async def put_ask(self, session_id: str, doc: Mapping[str, object], ttl_s: float) -> None:
+        await self.redis.set(self.keys.session_ask(session_id), json.dumps(doc), px=max(1, int(ttl_s * 1000)))
+
+    async def get_ask(self, session_id: str) -> dict[str, object]:
+        raw = await self.redis.get(self.keys.session_ask(session_id))
+        return dict(json.loads(raw)) if raw else {}
+
+    async def forget_ask(self, session_id: str) -> None:
+        await self.redis.delete(self.keys.session_ask(session_id))

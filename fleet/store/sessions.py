@@ -113,18 +113,23 @@ class SessionStore:
     async def enqueue_waiting(self, record: SessionRecord) -> bool:
         """Queue a WAITING record by its deadline and add its size to the app version's demand."""
         keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
-        args = [record.session_id, record.deadline or 0.0, record.app + SEP + record.version, record.size]
+        args: list[str | float] = [
+            record.session_id,
+            record.deadline or 0.0,
+            record.app + SEP + record.version,
+            record.size,
+        ]
         return bool(await self._enqueue(keys=keys, args=args))
 
     async def dequeue_waiting(self, record: SessionRecord) -> bool:
         """Leave the queue (linked, expired, deleted); True for the one caller that removed it."""
         keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
-        args = [record.session_id, record.app + SEP + record.version, record.size]
+        args: list[str | int] = [record.session_id, record.app + SEP + record.version, record.size]
         return bool(await self._dequeue(keys=keys, args=args))
 
     async def resize_waiting(self, record: SessionRecord, delta: int) -> bool:
         keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
-        args = [record.session_id, record.app + SEP + record.version, delta]
+        args: list[str | int] = [record.session_id, record.app + SEP + record.version, delta]
         return bool(await self._resize_waiting(keys=keys, args=args))
 
     async def waiting_demand(self, app: str, version: str) -> int:

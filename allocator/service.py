@@ -1,0 +1,286 @@
+"""Placing sessions: decide, reserve, create the platform session with one short call, confirm.
+
+Safety lives in one place: the reservation script in Redis (fleet.store.deployments `reserve`),
+which admits a session only while reserved plus used sockets fit the deployment and the deployment
+is READY and not draining. Everything before it (snapshot, caches, ranking) only orders the
+candidates, so any number of processes may place at once without overbooking. A reservation that
+is never confirmed (process died, platform call hung) frees itself after `reservation_ttl_s`.
+
+When nothing has room the session waits (answered at once, as the platform does), its size is
+added to the app version's waiting demand and a `capacity` event wakes the scaler; the linker
+(allocator.linker) places it when a deployment becomes READY or sockets are freed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from allocator.apps import AppFacts
+from allocator.background import Background
+from allocator.candidates import CandidateCache, Snapshot
+from allocator.insight import Insight, Players
+from allocator.notify import Notifier
+from allocator.outlook import Outlook, PolicyRoom, outlook
+from allocator.placement import Ask, LocationRule, Placement, Point, place
+from allocator.views import session_get
+from allocator.waiters import Waiters
+from codema.errors import PlatformRejected, PlatformUnavailable, Unauthorized
+from codema.schemas import GeoIp, Selector, SessionCreate
+from fleet import metrics
+from fleet.bootstrap import Services
+from fleet.callbacks import callback_url
+from fleet.logging import event
+from fleet.models import Deployment, SessionRecord, SessionState
+from fleet.store.placement import PlacementStore
+
+log = logging.getLogger(__name__)
+
+# Platform answers that mean "not this deployment" (gone, full, refused): try the next candidate.
+NEXT_CANDIDATE_STATUSES = frozenset({404, 409, 410, 422})
+MAX_LINK_TRIES = 4
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How one placement attempt ended."""
+
+    linked: bool
+    placement: Placement | None
+    platform_down: bool = False
+    refused: str = ""  # the platform's message when it refused the session itself
+
+
+def new_session_id() -> str:
+    return f"{secrets.token_hex(8)}-s"
+
+
+def ask_of(record: SessionRecord, players: Players, constraints: Mapping[str, Any]) -> Ask:
+    tags = frozenset(str(s["tag"]) for s in record.selectors if not s.get("tag_only"))
+    rules: list[LocationRule] = []
+    for name in ("city", "country", "continent", "administrative_division"):
+        if constraints.get(name):
+            rules.append(LocationRule(name, frozenset({str(constraints[name]).lower()})))
+    for f in constraints.get("filters", ()):
+        rules.append(LocationRule(f["field"], frozenset(v.lower() for v in f["values"]), f["filter_type"]))
+    return Ask(record.size, tags, players.points, record.requested_deployment, tuple(rules))
+
+
+def centroid_of(constraints: Mapping[str, Any]) -> Point | None:
+    loc = constraints.get("location")
+    return Point(loc["latitude"], loc["longitude"]) if isinstance(loc, dict) else None
+
+
+class Allocator:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.store = services.store
+        self.client = services.client
+        self.clock = services.clock
+        self.background = Background()
+        self.placements = PlacementStore(self.store.redis, self.store.keys)
+        self.candidates = CandidateCache(self.store.deployments, self.clock)
+        self.insight = Insight(
+            self.placements, self.client, self.settings, self.clock, self.background, self.store.telemetry
+        )
+        self.apps = AppFacts(self.store.fleets, self.client, self.clock)
+        self.notifier = Notifier(self.background)
+        self.waiters = Waiters()
+        self.holder = f"alloc-{secrets.token_hex(6)}"
+        self.wake_linker: Callable[[], None] = lambda: None  # set by the linker of this process
+
+    async def aclose(self) -> None:
+        await self.background.aclose()
+        await self.candidates.aclose()
+        await self.notifier.aclose()
+
+    # --- decide and reserve -------------------------------------------------------------------
+    async def reserve_best(
+        self, record: SessionRecord, ask: Ask, players: Players, snap: Snapshot, tried: set[str]
+    ) -> tuple[Placement, str | None]:
+        """Rank the snapshot for this ask and reserve the first candidate the script admits."""
+        now = self.clock()
+        decision = place(ask, (c for c in snap.values() if c.request_id not in tried), players.ranks, now,
+                         self.settings.telemetry_ttl_s)  # fmt: skip
+        metrics.ALLOC_RANK_REASON.labels(decision.reason.value).inc()
+        if not tried:
+            self.insight.warm(players, decision, snap.ready_ids)
+        for rid in decision.order:
+            tried.add(rid)
+            hold = await self.store.deployments.reserve(
+                rid, record.session_id, record.size, now, self.settings.reservation_ttl_s
+            )
+            if hold.ok:
+                snap.note_reserved(rid, record.size)
+                return decision, rid
+            snap.note_refused(rid, hold.reason)
+            metrics.ALLOC_RESERVE_REFUSED.labels(hold.reason).inc()
+        return decision, None
+
+    async def attempt(
+        self, record: SessionRecord, constraints: Mapping[str, Any], snap: Snapshot | None = None
+    ) -> Attempt:
+        """Place now if anything has room: reserve, create the platform session, confirm."""
+        players = await self.insight.players(record.ips, record.geo, centroid_of(constraints))
+        if players.origin:
+            record.origin = players.origin
+        ask = ask_of(record, players, constraints)
+        snap = snap or await self.candidates.get(record.app, record.version)
+        tried: set[str] = set()
+        first: Placement | None = None
+        for _ in range(MAX_LINK_TRIES):
+            started = time.perf_counter()
+            decision, rid = await self.reserve_best(record, ask, players, snap, tried)
+            first = first or decision
+            if rid is None:
+                return Attempt(False, first)
+            metrics.ALLOC_DECISION.observe(time.perf_counter() - started)
+            outcome = await self._link(record, rid, snap)
+            if outcome == "linked":
+                return Attempt(True, decision)
+            if outcome == "down":
+                return Attempt(False, decision, platform_down=True)
+            if outcome != "next":
+                return Attempt(False, decision, refused=outcome)
+        return Attempt(False, first)
+
+    async def _link(self, record: SessionRecord, rid: str, snap: Snapshot) -> str:
+        """'linked', 'next' (this deployment refused), 'down' (platform unavailable) or a refusal."""
+        sid = record.session_id
+        try:
+            created = await self.client.create_session(self._platform_request(record, rid))
+        except Unauthorized:
+            await self._release(rid, record, snap)
+            event(log, "session_create_unauthorized", logging.ERROR, deployment=rid)
+            return "down"
+        except PlatformRejected as err:
+            await self._release(rid, record, snap)
+            if err.status in NEXT_CANDIDATE_STATUSES:
+                snap.note_refused(rid, "full")
+                event(log, "session_create_refused", logging.INFO, deployment=rid, status=err.status)
+                return "next"
+            return f"the platform refused the session: {err}"
+        except PlatformUnavailable as err:
+            await self._release(rid, record, snap)
+            event(
+                log, "session_create_unavailable", logging.WARNING, deployment=rid, error=type(err).__name__
+            )
+            return "down"
+        await self.store.deployments.confirm(rid, sid, record.size)
+        now = self.clock()
+        record.platform_session_id = created.session_id
+        record.deployment_request_id = rid
+        record.state = SessionState.LINKED
+        record.linked_at = now
+        record.error = ""
+        await self.store.sessions.put(record)
+        # The platform may have called back before it told us its id: those reports apply now.
+        for result in await self.store.sessions.link_platform_id(created.session_id, sid):
+            if result.state in (SessionState.UNPROCESSABLE, SessionState.ERROR):
+                await self._release(rid, record, snap)
+                record.state = result.state
+        return "linked" if record.state is SessionState.LINKED else "next"
+
+    async def _release(self, rid: str, record: SessionRecord, snap: Snapshot) -> None:
+        await self.store.deployments.release(rid, record.session_id, self.clock())
+        snap.note_released(rid, record.size)
+
+    def _platform_request(self, record: SessionRecord, rid: str) -> SessionCreate:
+        return SessionCreate(
+            app_name=record.app,
+            version_name=record.version,
+            ip_list=record.ips or None,
+            geo_ip_list=[GeoIp(**g) for g in record.geo] or None,
+            deployment_request_id=rid,
+            selectors=[Selector.model_validate(s) for s in record.selectors] or None,
+            webhook_url=callback_url(self.settings, "sessions"),
+        )
+
+    async def platform_failed(self, session_id: str) -> None:
+        """The platform said a session we linked is unprocessable or in error (webhook ingest):
+        free its sockets and tell the client. Only the process that removed the hold notifies."""
+        record = await self.store.sessions.get(session_id)
+        if record is None or record.state not in (SessionState.UNPROCESSABLE, SessionState.ERROR):
+            return
+        rid = record.deployment_request_id
+        if rid and await self.store.deployments.release(rid, session_id, self.clock()):
+            self.candidates.invalidate(record.app, record.version)
+            event(
+                log,
+                "session_failed_on_platform",
+                session=session_id,
+                deployment=rid,
+                state=record.state.value,
+            )
+            self.notify(record, None)
+
+    # --- waiting --------------------------------------------------------------------------------
+    async def capacity_outlook(self, record: SessionRecord, sockets: int | None) -> Outlook:
+        """Whether the fleet policies linked to this app version can still bring room."""
+        rooms: list[PolicyRoom] = []
+        now = self.clock()
+        fleets = self.store.fleets
+        if not self.settings.dry_run:
+            for fleet in await fleets.list_fleets():
+                if not fleet.enabled or fleet.dry_run:
+                    continue
+                if await fleets.get_link(fleet.name, record.app, record.version) is None:
+                    continue
+                for policy in await fleets.list_policies(fleet.name):
+                    if policy.enabled and not policy.dry_run:
+                        deps = await self.store.deployments.of_policy(fleet.name, policy.name, now)
+                        rooms.append(
+                            self._room(fleet.name, policy.name, policy.maximum, deps, record, sockets)
+                        )
+        waiting = await self.store.sessions.waiting_demand(record.app, record.version)
+        return outlook(rooms, sockets, waiting, record.size)
+
+    @staticmethod
+    def _room(
+        fleet: str,
+        policy: str,
+        maximum: int,
+        deps: list[Deployment],
+        record: SessionRecord,
+        sockets: int | None,
+    ) -> PolicyRoom:
+        live = [d for d in deps if d.status is None or d.status.live]
+        starting = sum(
+            (d.sockets or sockets or 0)
+            for d in live
+            if d.app == record.app and d.version == record.version and not d.draining
+            and (d.status is None or d.status.starting)
+        )  # fmt: skip
+        return PolicyRoom(fleet, policy, maximum, len(live), starting)
+
+    async def start_waiting(self, record: SessionRecord, constraints: Mapping[str, Any]) -> None:
+        now = self.clock()
+        record.state = SessionState.WAITING
+        record.deadline = now + self.settings.session_wait_s
+        if constraints:
+            await self.placements.put_ask(record.session_id, constraints, self.settings.session_wait_s + 60)
+        await self.store.sessions.put(record)
+        await self.store.sessions.enqueue_waiting(record)
+        await self.store.coord.publish(
+            "capacity",
+            app=record.app,
+            version=record.version,
+            session_id=record.session_id,
+            size=str(record.size),
+        )
+        metrics.ALLOC_WAITS.labels("started").inc()
+
+    def notify(self, record: SessionRecord, deployment: Deployment | None) -> None:
+        self.notifier.send(record.webhook_url, session_get(record, deployment, self.clock()))
+
+    async def notify_current(self, record: SessionRecord) -> None:
+        if record.webhook_url:
+            d = None
+            if record.deployment_request_id:
+                d = await self.store.deployments.get(record.deployment_request_id, self.clock())
+            self.notify(record, d)
