@@ -106,7 +106,7 @@ class DeploymentsPart(AppsPart):
             security_number=self.rng.randint(1, 99999),
             context_token=self.new_hex(32),
         )
-        self.deployments[rid] = d
+        self.deployments[rid] = self.live[rid] = d
         boot = self.config.boot_s
         for phase, frac in zip(STARTING_PHASES, PHASE_FRACTIONS, strict=True):
             self.schedule(d.created + boot * frac, f"phase:{phase.name}", rid)
@@ -172,6 +172,7 @@ class DeploymentsPart(AppsPart):
     def fail(self, d: DeploymentRecord, detail: str) -> None:
         """Launch failure: ERROR (terminal), webhook, waiting sessions fail."""
         self._set_status(d, Status.ERROR)
+        self.live.pop(d.request_id, None)
         d.error_detail, d.ended_at = detail, self.now
         d.end_reason = d.end_reason or "error"
         self.emit("deployment", d.webhook_url, self.status_body(d), d.request_id)
@@ -208,6 +209,7 @@ class DeploymentsPart(AppsPart):
         if d.terminal:
             return
         self._set_status(d, Status.TERMINATED)
+        self.live.pop(d.request_id, None)
         d.ended_at = self.now
         d.end_reason = reason or d.end_reason or "stop"
         self._sessions_on_end(d)
@@ -241,7 +243,7 @@ class DeploymentsPart(AppsPart):
             if f.filter_type not in ("any", "all", "not"):
                 raise BadRequest(f"filters[{i}].filter_type: expected one of any, all, not")
         self.advance()
-        live = [d for d in self.deployments.values() if not d.terminal and d.status is not Status.TERMINATING]
+        live = [d for d in self.live.values() if d.status is not Status.TERMINATING]
         chosen = [d for d in live if all(_bulk_match(d, f) for f in filters)]
         for d in chosen:
             self.stop(d.request_id, reason="bulk_stop")
@@ -250,7 +252,7 @@ class DeploymentsPart(AppsPart):
     def list_deployments(self) -> list[DeploymentRecord]:
         """The platform's active deployments (terminated and failed ones are not listed), oldest first."""
         self.advance()
-        return [d for d in self.deployments.values() if not d.terminal]
+        return list(self.live.values())
 
     def set_joinable(self, request_id: str, joinable: bool) -> DeploymentRecord:
         d = self.deployment(request_id)
@@ -260,8 +262,8 @@ class DeploymentsPart(AppsPart):
     def apply_outages(self) -> None:
         """Deployments in a city with an outage end at once, without webhook for running ones:
         starting ones fail (ERROR + webhook), READY and TERMINATING ones are TERMINATED."""
-        for d in list(self.deployments.values()):
-            if d.terminal or not self.in_outage(d.location):
+        for d in list(self.live.values()):
+            if not self.in_outage(d.location):
                 continue
             if d.status < Status.READY:
                 d.end_reason = "outage"

@@ -106,7 +106,6 @@ class Deliverer:
                 "copy": copy,
                 "attempt": attempt,
                 "at": self.host.clock(),
-                "body": hook.body,
             }
         )
 

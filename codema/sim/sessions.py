@@ -87,7 +87,7 @@ class SessionsPart(DeploymentsPart):
         filters = spec.filters
         players = [spec.location] if spec.location else self.points_of(s.users)
         fits = [
-            d for d in self.deployments.values()
+            d for d in self.live.values()
             if (d.app, d.version) == (s.app, s.version) and d.accepts_sessions() and d.free >= s.size
             and selectors_match(d, spec.selectors) and matches_filters(d.location, filters)
         ]  # fmt: skip

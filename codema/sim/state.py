@@ -59,7 +59,8 @@ class WorldState:
         self.geo = geolocator or Geolocator()
         self.apps: dict[str, AppRecord] = {}
         self.versions: dict[tuple[str, str], VersionRecord] = {}
-        self.deployments: dict[str, DeploymentRecord] = {}
+        self.deployments: dict[str, DeploymentRecord] = {}  # every deployment ever made
+        self.live: dict[str, DeploymentRecord] = {}  # the ones not yet TERMINATED or ERROR
         self.sessions: dict[str, SessionRecord] = {}
         self.telemetry: dict[str, TelemetryRecord] = {}
         self.gone_sessions: set[str] = set()  # deleted or ended with their deployment: 410, not 404
