@@ -150,7 +150,9 @@ class DeploymentStore:
         transition, previous, created, usage_changed = (int(x) for x in out)
         if transition and report.status is not None:
             await self._after_transition(rid, report.status)
-        if report.app and report.version:
+        now_status = report.status if transition else (Status(previous) if 0 <= previous <= 8 else None)
+        # A terminal deployment is no placement candidate: a late report must not index it again.
+        if report.app and report.version and not (now_status is not None and now_status.terminal):
             await self.redis.sadd(k.app_deployments(report.app, report.version), rid)
         return ReportResult(
             bool(transition),
