@@ -245,3 +245,23 @@ def test_world_model_imports_no_clock_network_or_asyncio() -> None:
         names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not names & banned, f"{module.__name__} imports {names & banned}"
     assert World.__doc__
+
+
+def test_the_documented_virtual_time_example_runs() -> None:
+    import random
+    import textwrap
+
+    import codema.sim.world as module
+    from codema.sim.records import LocationFilter
+    from codema.sim.state import WorldConfig
+
+    doc = module.__doc__ or ""
+    example = textwrap.dedent(doc.split("::\n", 1)[1].split("\nContract:", 1)[0])
+    scope = {"World": World, "WorldConfig": WorldConfig, "random": random, "DeploySpec": DeploySpec,
+             "SessionSpec": SessionSpec, "LocationFilter": LocationFilter}  # fmt: skip
+    exec(compile(example, "world-docstring", "exec"), scope)
+    world, d = scope["world"], scope["d"]
+    assert d.status is Status.READY and d.location.continent == "Europe"
+    scope["t"][0] = 31.0 + 5 * 60
+    world.advance()
+    assert d.status is Status.TERMINATING and d.end_reason == "empty_ttl"
