@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from fleet.jobs import JobQueue
 from fleet.settings import Settings
@@ -38,14 +40,21 @@ class Services:
         self.jobs.close()
 
 
+REDIS_CONNECT_TIMEOUT_S = 2.0
+# One quick retry only: a Redis that is down must turn into a fast 503 / a skipped tick, not a
+# request stuck in redis-py 8's default of several exponential retries.
+REDIS_RETRY = Retry(ExponentialBackoff(cap=0.25, base=0.05), retries=1)
+
+
 def redis_client(settings: Settings, *, socket_timeout_s: float | None = 5.0) -> Redis:
     """An async Redis client; blocking readers pass a socket timeout longer than their block."""
     return Redis.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_timeout=socket_timeout_s,
-        socket_connect_timeout=5.0,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
         health_check_interval=30,
+        retry=REDIS_RETRY,
     )
 
 
