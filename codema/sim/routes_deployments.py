@@ -22,6 +22,12 @@ def page_args(request: Request) -> tuple[int, int]:
         raise BadRequest(str(err)) from None
 
 
+def container_token(request: Request) -> str:
+    """The per-deployment token of the in-container calls, sent raw (a `token ` prefix is tolerated)."""
+    value = request.headers.get("authorization", "")
+    return value[6:] if value.startswith("token ") else value
+
+
 def routes(host: SimHost) -> list[Route]:
     def world() -> World:  # looked up per call: a reset replaces the host's world
         return host.world
@@ -62,12 +68,12 @@ def routes(host: SimHost) -> list[Route]:
 
     async def self_stop(request: Request) -> Response:
         rid, ap = request.path_params["request_id"], request.path_params["access_point_id"]
-        result = world().self_stop(rid, ap, request.headers.get("authorization", ""))
+        result = world().self_stop(rid, ap, container_token(request))
         return _stop_answer(rid, result.accepted_later, world().status_body(result.deployment))
 
     async def context(request: Request) -> Response:
         d = world().deployment(request.path_params["request_id"])
-        token = request.headers.get("authorization", "")
+        token = container_token(request)
         if str(d.security_number) != request.path_params["security_number"] or not hmac.compare_digest(
             token, d.context_token
         ):

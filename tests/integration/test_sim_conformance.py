@@ -288,3 +288,16 @@ def test_deployments_list_pages(sim: RunningSim) -> None:
     assert seen == made
     last = sim.request("GET", "/v1/deployments?page=3&limit=2").json()["pagination"]
     assert not last["has_next"] and last["previous_page_number"] == 2
+
+
+def test_in_container_calls_take_the_deployment_token_not_the_account_one(sim: RunningSim) -> None:
+    sim.setup_app()
+    rid = sim.deploy()
+    sim.wait_status(rid, "READY")
+    truth = sim.deployment(rid)
+    assert sim.request("GET", truth["context_url"]).status_code == 401  # the account token is not enough
+    prefixed = {"authorization": f"token {truth['context_token']}"}
+    assert sim.request("GET", truth["context_url"], headers=prefixed).json()["request_id"] == rid
+    r = sim.request("DELETE", truth["delete_url"], headers={"authorization": truth["delete_token"]})
+    assert r.status_code == 200 and r.json()["deployment_summary"]["current_status"] == "Status.TERMINATING"
+    assert sim.deployment(rid)["end_reason"] == "self_stop"
