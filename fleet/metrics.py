@@ -93,6 +93,74 @@ ALLOC_WEBHOOKS = Counter(
     "fleet_allocator_session_webhooks_total", "Client session webhooks by result", ["result"]
 )
 
+# --- autoscaler (S: scaler, K: worker jobs) -------------------------------------------------------
+# The decision's inputs and outputs per policy (summed over its linked app versions), as Agones
+# exports them; dashboards plot exactly these.
+SCALER_CURRENT = Gauge(
+    "fleet_scaler_current_deployments",
+    "Live deployments of a policy (serving, pending, stopping, stuck)",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
+)
+SCALER_DESIRED = Gauge(
+    "fleet_scaler_desired_deployments",
+    "Capacity deployments the policy should have",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
+)
+SCALER_PENDING = Gauge(
+    "fleet_scaler_pending_deployments",
+    "Deployments still starting plus creates in flight",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
+)
+SCALER_LIMITED = Gauge(
+    "fleet_scaler_limited",
+    "1 while a scale-up is cut short (maximum, back-off, account caps)",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
+)
+SCALER_UTILISATION = Gauge(
+    "fleet_scaler_utilisation_ratio",
+    "(used + reserved + waiting sockets) / capacity of the policy",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
+)
+SCALER_THRESHOLD = Gauge(
+    "fleet_scaler_threshold_ratio", "The policy's threshold", ["fleet", "policy"], multiprocess_mode="mostrecent"
+)
+SCALER_DEGRADED = Gauge(
+    "fleet_scaler_degraded",
+    "1 while a policy backs off after deployments ended in ERROR",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
+)
+SCALER_DECISIONS = Counter(
+    "fleet_scaler_decisions_total", "Policy decisions by reason", ["fleet", "policy", "reason"]
+)
+SCALER_ACTIONS = Counter(
+    "fleet_scaler_actions_total",
+    "Scaler actions by kind (create, stop) and result (enqueued, dry_run, created, stopped, failed, ...)",
+    ["kind", "result"],
+)
+SCALER_PASS_SECONDS = Histogram(
+    "fleet_scaler_pass_duration_seconds", "One scaler pass: read state, decide, act", buckets=LATENCY_BUCKETS_S
+)
+SCALER_EVENT_LAG_SECONDS = Histogram(
+    "fleet_scaler_event_to_decision_seconds",
+    "From an event on the stream to the end of the pass that handled it",
+    buckets=LATENCY_BUCKETS_S,
+)
+SCALER_IS_LEADER = Gauge(
+    "fleet_scaler_is_leader", "1 while this scaler holds the lease", multiprocess_mode="max"
+)
+SCALER_LEADER_CHANGES = Counter(
+    "fleet_scaler_leader_changes_total", "Times this scaler became the leader"
+)
+SCALER_RECONCILES = Counter(
+    "fleet_scaler_reconciles_total", "Reconciles against the platform's list by result", ["result"]
+)
+
 # --- webhooks (W) --------------------------------------------------------------------------------
 # kind: deployment | session | telemetry.
 # result: transition (a state moved forward), update (facts stored, no transition), duplicate

@@ -1,0 +1,184 @@
+"""Reads the world the scaler decides on: every fleet policy, per linked app version, with its live
+deployments, creates in flight, waiting demand, facts and memory. One read, then pure decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.demand import Target, Unit, Waiting, assign, centre
+from autoscaler.policy import Memory
+from autoscaler.view import memory_of
+from fleet.bootstrap import Services
+from fleet.models import AppVersionRef, Deployment, Fleet, Policy, SessionState, session_size
+from fleet.store import AppVersionFacts
+
+WAITING_READ_LIMIT = 5000
+
+
+@dataclass
+class PolicyUnit:
+    """One policy x one app version: the unit the core decides on."""
+
+    fleet: Fleet
+    policy: Policy
+    app: str
+    version: str
+    linked: bool
+    facts: AppVersionFacts | None = None
+    deployments: list[Deployment] = field(default_factory=list)
+    intents: list[str] = field(default_factory=list)  # creates in flight for this version
+    waiting: int = 0
+
+    @property
+    def key(self) -> Unit:
+        return self.fleet.name, self.policy.name, self.app, self.version
+
+    @property
+    def owner(self) -> tuple[str, str]:
+        return self.fleet.name, self.policy.name
+
+
+@dataclass(frozen=True)
+class FailedCreate:
+    fleet: str
+    policy: str
+    intent: str
+    error: str
+    at: float
+
+
+@dataclass
+class Snapshot:
+    now: float
+    units: list[PolicyUnit]
+    memories: dict[tuple[str, str], Memory]
+    policy_ids: dict[tuple[str, str], set[str]]  # live request ids per policy, for ERROR detection
+    failed_creates: list[FailedCreate]
+    live_total: int  # account-wide live deployments we know
+    in_flight_total: int  # account-wide creates in flight
+
+
+def _group(
+    fleet: Fleet, policy: Policy, links: Sequence[AppVersionRef], deployments: Sequence[Deployment]
+) -> list[PolicyUnit]:
+    units = {(ln.app, ln.version): PolicyUnit(fleet, policy, ln.app, ln.version, linked=True) for ln in links}
+    first = next(iter(units.values()), None)
+    for d in deployments:
+        if d.status is not None and d.status.terminal:
+            continue
+        if (not d.app or not d.version) and first is not None:
+            # Adopted before its status told us the version: count it (safely) under the first link.
+            first.deployments.append(d)
+            continue
+        unit = units.get((d.app, d.version))
+        if unit is None:
+            unit = units[(d.app, d.version)] = PolicyUnit(fleet, policy, d.app, d.version, linked=False)
+        unit.deployments.append(d)
+    return list(units.values())
+
+
+async def read_snapshot(services: Services, now: float) -> Snapshot:
+    store = services.store
+    catalogue = await store.fleets.all_policies()
+    pairs = [(f.name, p.name) for f, policies, _ in catalogue for p in policies]
+    states = await store.fleets.policy_states(pairs)
+    pendings = await store.fleets.pending_intents(pairs)
+    units: list[PolicyUnit] = []
+    policy_ids: dict[tuple[str, str], set[str]] = {}
+    failed: list[FailedCreate] = []
+    in_flight_total = 0
+    i = 0
+    for fleet, policies, links in catalogue:
+        for policy in policies:
+            deployments = await store.deployments.of_policy(fleet.name, policy.name, now)
+            live = [d for d in deployments if not (d.status is not None and d.status.terminal)]
+            policy_ids[(fleet.name, policy.name)] = {d.request_id for d in live}
+            grouped = _group(fleet, policy, links, live)
+            intents = pendings[i]
+            docs = await store.fleets.intent_docs([x for x, _ in intents])
+            for (intent, asked_at), doc in zip(intents, docs, strict=True):
+                if doc.get("outcome") == "rejected":
+                    failed.append(
+                        FailedCreate(fleet.name, policy.name, intent, doc.get("error", ""), asked_at)
+                    )
+                    continue
+                if now - asked_at > services.settings.deploy_timeout_s:
+                    # The job never finished (worker down, platform unreachable): stop counting it.
+                    # A deployment it made after all carries the intent tag and is adopted.
+                    failed.append(
+                        FailedCreate(
+                            fleet.name, policy.name, intent, "create not done within deploy timeout", asked_at
+                        )
+                    )
+                    continue
+                unit = next(
+                    (u for u in grouped if (u.app, u.version) == (doc.get("app"), doc.get("version"))), None
+                )
+                if unit is not None:
+                    unit.intents.append(intent)
+                    in_flight_total += 1
+            units.extend(grouped)
+            i += 1
+    await _attach_facts(services, units)
+    await _attach_waiting(services, units, now)
+    return Snapshot(
+        now=now,
+        units=units,
+        memories={pair: memory_of(raw) for pair, raw in zip(pairs, states, strict=True)},
+        policy_ids=policy_ids,
+        failed_creates=failed,
+        live_total=len(await store.deployments.live_ids()),
+        in_flight_total=in_flight_total,
+    )
+
+
+async def _attach_facts(services: Services, units: Sequence[PolicyUnit]) -> None:
+    cache: dict[tuple[str, str], AppVersionFacts | None] = {}
+    for u in units:
+        key = (u.app, u.version)
+        if key not in cache:
+            cache[key] = await services.store.fleets.get_app_version(u.app, u.version)
+        u.facts = cache[key]
+
+
+def targets_of(units: Sequence[PolicyUnit]) -> list[Target]:
+    """Units that can take waiting demand: linked versions of enabled policies of enabled fleets."""
+    out = []
+    for u in units:
+        if not (u.linked and u.fleet.enabled and u.policy.enabled):
+            continue
+        point = u.policy.point()
+        if point is not None:
+            where: tuple[float, float] | None = (point.latitude, point.longitude)
+        else:
+            where = centre(
+                (d.location.latitude, d.location.longitude)
+                for d in u.deployments
+                if d.location is not None
+                and d.location.latitude is not None
+                and d.location.longitude is not None
+            )
+        filters = u.policy.filter_data()
+        out.append(Target(u.key, tuple(filters.filters) if filters else (), where))
+    return out
+
+
+async def _attach_waiting(services: Services, units: Sequence[PolicyUnit], now: float) -> None:
+    """Sessions waiting for capacity are demand near their players (see autoscaler.demand)."""
+    store = services.store
+    waiting = await store.sessions.waiting(limit=WAITING_READ_LIMIT)
+    ids = [sid for sid, deadline in waiting if deadline > now]
+    if not ids:
+        return
+    records = await store.sessions.get_many(ids)
+    demand = assign(
+        (
+            Waiting(r.app, r.version, max(r.size or session_size(r.kind, len(r.ips)), 1), r.origin)
+            for r in records
+            if r.state is SessionState.WAITING
+        ),
+        targets_of(units),
+    )
+    for u in units:
+        u.waiting = demand.get(u.key, 0)
