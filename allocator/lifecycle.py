@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from allocator.outlook import Outcome
 from allocator.schemas import SessionCreateIn
 from allocator.service import Allocator, new_session_id
 from codema.errors import PlatformRejected, PlatformUnavailable
@@ -84,18 +85,18 @@ class Sessions:
                 record, f"deployment {record.requested_deployment} cannot take it"
             )
         view = await self.a.capacity_outlook(record, facts.sockets)
-        if not view.can_wait:
+        if not view.can_wait or not await self.a.start_waiting(record, constraints, view.headroom):
+            # Refused by the outlook, or by the atomic admission: earlier sessions took the headroom.
+            why = view.outcome.value if not view.can_wait else Outcome.AT_MAXIMUM.value
             metrics.ALLOC_PLACEMENTS.labels("refused").inc()
             event(log, "placement_refused", app=record.app, version=record.version, size=record.size,
-                  reason=reason, outlook=view.outcome.value, headroom=view.headroom,
-                  waiting=view.waiting)  # fmt: skip
+                  reason=reason, outlook=why, headroom=view.headroom, waiting=view.waiting)  # fmt: skip
             raise HttpError(
                 503,
                 f"no deployment of {record.app} {record.version} has room and no fleet policy can add one"
-                f" ({view.outcome.value})",
+                f" ({why})",
                 {"Retry-After": str(NO_CAPACITY_RETRY_AFTER_S)},
             )
-        await self.a.start_waiting(record, constraints)
         metrics.ALLOC_PLACEMENTS.labels("waiting").inc()
         event(log, "placement_waiting", session=record.session_id, app=record.app, version=record.version,
               size=record.size, reason=reason, headroom=view.headroom, waiting=view.waiting)  # fmt: skip

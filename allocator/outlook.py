@@ -1,7 +1,8 @@
 """Whether capacity can still be made for a session that found no room now. Pure.
 
 A session waits only when the fleet policies linked to its app version can still bring sockets:
-deployments that are starting, or room under a policy's `maximum` for new ones. Sessions already
+deployments that are starting, free sockets the waiting sessions have not taken yet, or room under
+a policy's `maximum` for new ones. Sessions already
 waiting for the same app version claim that headroom first, so a burst beyond what the policies
 can ever hold is refused at once (503 with Retry-After) instead of waiting to become unprocessable.
 """
@@ -27,7 +28,7 @@ class PolicyRoom:
     policy: str
     maximum: int
     live: int  # its live deployments of any version (they all count against maximum)
-    starting_sockets: int  # sockets of its deployments of this app version not yet READY
+    open_sockets: int  # sockets of its deployments of this version still to come or free (not draining)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,11 @@ def outlook(
     if not rooms:
         return Outlook(Outcome.NO_POLICY, 0, waiting)
     new_deployments = sum(max(0, r.maximum - r.live) for r in rooms)
-    starting = sum(r.starting_sockets for r in rooms)
+    open_sockets = sum(r.open_sockets for r in rooms)
     if sockets_per_deployment is None:
         # Unknown deployment size: any room for a deployment or anything starting may serve it.
-        can = new_deployments > 0 or starting > 0
+        can = new_deployments > 0 or open_sockets > 0
         return Outlook(Outcome.WAIT if can else Outcome.AT_MAXIMUM, None, waiting)
-    headroom = new_deployments * sockets_per_deployment + starting
+    headroom = new_deployments * sockets_per_deployment + open_sockets
     can = headroom - waiting >= size
     return Outlook(Outcome.WAIT if can else Outcome.AT_MAXIMUM, headroom, waiting)

@@ -35,7 +35,7 @@ from fleet import metrics
 from fleet.bootstrap import Services
 from fleet.callbacks import callback_url
 from fleet.logging import event
-from fleet.models import Deployment, SessionRecord, SessionState
+from fleet.models import Deployment, SessionRecord, SessionState, Status
 from fleet.store.placement import PlacementStore
 
 log = logging.getLogger(__name__)
@@ -250,22 +250,30 @@ class Allocator:
         sockets: int | None,
     ) -> PolicyRoom:
         live = [d for d in deps if d.status is None or d.status.live]
-        starting = sum(
-            (d.sockets or sockets or 0)
-            for d in live
-            if d.app == record.app and d.version == record.version and not d.draining
-            and (d.status is None or d.status.starting)
-        )  # fmt: skip
-        return PolicyRoom(fleet, policy, maximum, len(live), starting)
+        open_sockets = 0
+        for d in live:
+            if d.app != record.app or d.version != record.version or d.draining:
+                continue
+            if d.status is None or d.status.starting:
+                open_sockets += d.sockets or sockets or 0  # a deployment on its way: all of it
+            elif d.status is Status.READY:
+                open_sockets += d.free_sockets  # free now, about to be taken by waiting sessions
+        return PolicyRoom(fleet, policy, maximum, len(live), open_sockets)
 
-    async def start_waiting(self, record: SessionRecord, constraints: Mapping[str, Any]) -> None:
+    async def start_waiting(
+        self, record: SessionRecord, constraints: Mapping[str, Any], cap: int | None
+    ) -> bool:
+        """Queue the session for capacity unless the waiting demand would exceed `cap` sockets."""
         now = self.clock()
         record.state = SessionState.WAITING
         record.deadline = now + self.settings.session_wait_s
         if constraints:
             await self.placements.put_ask(record.session_id, constraints, self.settings.session_wait_s + 60)
-        await self.store.sessions.put(record)
-        await self.store.sessions.enqueue_waiting(record)
+        await self.store.sessions.put(record)  # before the queue entry: the linker reads both
+        if not await self.store.sessions.enqueue_waiting(record, cap):
+            await self.store.sessions.delete(record.session_id)
+            await self.placements.forget_ask(record.session_id)
+            return False
         await self.store.coord.publish(
             "capacity",
             app=record.app,
@@ -274,6 +282,7 @@ class Allocator:
             size=str(record.size),
         )
         metrics.ALLOC_WAITS.labels("started").inc()
+        return True
 
     def notify(self, record: SessionRecord, deployment: Deployment | None) -> None:
         self.notifier.send(record.webhook_url, session_get(record, deployment, self.clock()))

@@ -12,12 +12,17 @@ ENDED_KEEP_S = 3600  # an ended session stays readable this long
 
 # Waiting sessions and their demand move together: the demand hash changes only when the session
 # really entered or left the queue, so a retried or concurrent call never counts it twice.
+# ARGV[5] caps the app version's demand (sockets that can still appear); -1: no cap. -> 1 queued,
+# 0 already queued, -1 refused: the cap would be exceeded (checked and added in one step, so a
+# burst cannot queue more than the policies can ever hold).
 _ENQUEUE = """
-if redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4])
-  return 1
-end
-return 0
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local cap = tonumber(ARGV[5])
+local demand = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+if cap >= 0 and demand + tonumber(ARGV[4]) > cap then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4])
+return 1
 """
 _DEQUEUE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
@@ -110,16 +115,18 @@ class SessionStore:
     # --- waiting with demand (allocator) --------------------------------------------------------
     # The scaler reads `waiting()` plus each record's `size` and `origin`; `waiting_demand` is the
     # same total per app version, kept in step atomically for the allocator's capacity outlook.
-    async def enqueue_waiting(self, record: SessionRecord) -> bool:
-        """Queue a WAITING record by its deadline and add its size to the app version's demand."""
+    async def enqueue_waiting(self, record: SessionRecord, cap: int | None = None) -> bool:
+        """Queue a WAITING record by its deadline and add its size to the app version's demand;
+        False (nothing changed) when the demand would exceed `cap` sockets."""
         keys = [self.keys.waiting_sessions(), self.keys.waiting_demand()]
         args: list[str | float] = [
             record.session_id,
             record.deadline or 0.0,
             record.app + SEP + record.version,
             record.size,
+            -1 if cap is None else cap,
         ]
-        return bool(await self._enqueue(keys=keys, args=args))
+        return int(await self._enqueue(keys=keys, args=args)) >= 0
 
     async def dequeue_waiting(self, record: SessionRecord) -> bool:
         """Leave the queue (linked, expired, deleted); True for the one caller that removed it."""

@@ -77,7 +77,7 @@ def test_geo_ip_address_named() -> None:
         body.checked_ips()
 
 
-ROOM = PolicyRoom("f", "p", maximum=3, live=1, starting_sockets=0)
+ROOM = PolicyRoom("f", "p", maximum=3, live=1, open_sockets=0)
 
 
 @pytest.mark.parametrize(
