@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fleet.bootstrap import Services, bootstrap
 from fleet.http import HttpError, check_api_token, error_response
 from fleet.logging import event
-from fleet.observability import render_metrics
+from fleet.observability import process_collectors, render_metrics
 from fleet.settings import Settings
 
 log = logging.getLogger("fleet.web")
@@ -45,8 +46,13 @@ class ApiAuth:
 
 
 def _ops_routes(services: Services) -> list[BaseRoute]:
+    scrape_collectors = process_collectors(services.settings, "web")
+
     async def metrics(request: Request) -> Response:
-        body, content_type = render_metrics(services.settings.metrics_dir)
+        # In a thread: the scrape-time collectors (Redis probe) use a blocking client.
+        body, content_type = await run_in_threadpool(
+            render_metrics, services.settings.metrics_dir, scrape_collectors
+        )
         return Response(body, media_type=content_type)
 
     async def healthz(request: Request) -> Response:

@@ -138,6 +138,9 @@ class Stack:
     group: ProcessGroup | None = None
     sim_port: int = field(default_factory=free_port)
     web_ports: list[int] = field(default_factory=list)
+    # `--metrics-port` of each scaler and worker (they serve their own registry, see observability)
+    scaler_metrics_ports: list[int] = field(default_factory=list)
+    worker_metrics_ports: list[int] = field(default_factory=list)
 
     @property
     def sim_url(self) -> str:
@@ -165,7 +168,15 @@ class Stack:
             **self.env,
         }
 
-    def start(self, *, webs: int = 1, scalers: int = 1, workers: int = 1) -> Stack:
+    def metrics_targets(self) -> dict[str, list[str]]:
+        """`host:port` of every process's /metrics, by Procfile name (a Prometheus scrape config)."""
+        return {
+            "web": [f"127.0.0.1:{p}" for p in self.web_ports],
+            "scaler": [f"127.0.0.1:{p}" for p in self.scaler_metrics_ports],
+            "worker": [f"127.0.0.1:{p}" for p in self.worker_metrics_ports],
+        }
+
+    def start(self, *, webs: int = 1, scalers: int = 1, workers: int = 1, web_workers: int = 1) -> Stack:
         try:
             env = self.base_env()
             self.web_ports = [free_port() for _ in range(webs)]
@@ -183,13 +194,17 @@ class Stack:
                     "127.0.0.1",
                     "--port",
                     str(port),
+                    "--workers",
+                    str(web_workers),
                     extra_env={"FLEET_METRICS_DIR": str(self.group.dir / f"metrics-web{i}")},
                 )
                 wait_http(f"http://127.0.0.1:{port}/healthz", proc=web)
-            for i in range(scalers):
-                self.group.fleet(f"scaler{i}", "scaler")
-            for i in range(workers):
-                self.group.fleet(f"worker{i}", "worker")
+            self.scaler_metrics_ports = [free_port() for _ in range(scalers)]
+            for i, port in enumerate(self.scaler_metrics_ports):
+                self.group.fleet(f"scaler{i}", "scaler", "--metrics-port", str(port))
+            self.worker_metrics_ports = [free_port() for _ in range(workers)]
+            for i, port in enumerate(self.worker_metrics_ports):
+                self.group.fleet(f"worker{i}", "worker", "--metrics-port", str(port))
             return self
         except BaseException:
             self.stop()

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from fleet.logging import configure, event
+from fleet.observability import Role
 from fleet.settings import Settings
 
 log = logging.getLogger("fleet.runner")
@@ -68,11 +69,15 @@ def run_web(host: str, port: int, *, workers: int = 1) -> int:
     return 0
 
 
-def serve_metrics(port: int) -> None:
+def serve_metrics(port: int, settings: Settings | None = None, role: Role = "worker") -> None:
     """Expose this process's registry on its own port (scaler and worker do not fork)."""
     if port:
         from prometheus_client import start_http_server
 
+        from fleet.observability import install_collectors
+
+        if settings is not None:
+            install_collectors(settings, role)  # Redis probe; the scaler also reads the RQ queue
         start_http_server(port, addr="0.0.0.0")
         event(log, "metrics_listen", port=port)
 
@@ -84,7 +89,7 @@ def run_scaler(*, once: bool = False, metrics_port: int = 0) -> int:
     settings = Settings()
     setup_logging(settings)
     event(log, "scaler_start", holder=f"{socket.gethostname()}:{os.getpid()}", once=once)
-    serve_metrics(metrics_port)
+    serve_metrics(metrics_port, settings, "scaler")
 
     async def main() -> None:
         services = bootstrap(settings)
@@ -107,7 +112,7 @@ def run_worker(*, burst: bool = False, metrics_port: int = 0) -> int:
 
     settings = Settings()
     setup_logging(settings)
-    serve_metrics(metrics_port)
+    serve_metrics(metrics_port, settings, "worker")
     runtime = WorkerRuntime(lambda: bootstrap(settings))
     install(runtime)
     connection = SyncRedis.from_url(settings.redis_url)
