@@ -29,7 +29,7 @@ from allocator.outlook import Outlook, PolicyRoom, outlook
 from allocator.placement import Ask, LocationRule, Placement, Point, place
 from allocator.views import session_get
 from allocator.waiters import Waiters
-from codema.errors import PlatformRejected, PlatformUnavailable, Unauthorized
+from codema.errors import PlatformError, PlatformRejected, PlatformUnavailable, Unauthorized
 from codema.schemas import GeoIp, Selector, SessionCreate
 from fleet import metrics
 from fleet.bootstrap import Services
@@ -171,8 +171,13 @@ class Allocator:
                 log, "session_create_unavailable", logging.WARNING, deployment=rid, error=type(err).__name__
             )
             return "down"
-        await self.store.deployments.confirm(rid, sid, record.size)
         now = self.clock()
+        if not await self.store.deployments.confirm_held(rid, sid, record.size, now):
+            # The platform call outlived the reservation: its sockets may be someone else's now.
+            event(log, "reservation_expired_before_confirm", logging.WARNING, deployment=rid, session=sid)
+            snap.note_refused(rid, "full")
+            await self._drop_platform_session(created.session_id)
+            return "next"
         record.platform_session_id = created.session_id
         record.deployment_request_id = rid
         record.state = SessionState.LINKED
@@ -185,6 +190,12 @@ class Allocator:
                 await self._release(rid, record, snap)
                 record.state = result.state
         return "linked" if record.state is SessionState.LINKED else "next"
+
+    async def _drop_platform_session(self, platform_session_id: str) -> None:
+        try:
+            await self.client.delete_session(platform_session_id)
+        except PlatformError as err:  # the platform's usage keeps counting it: safe, only wasteful
+            event(log, "orphan_platform_session", logging.WARNING, error=type(err).__name__)
 
     async def _release(self, rid: str, record: SessionRecord, snap: Snapshot) -> None:
         await self.store.deployments.release(rid, record.session_id, self.clock())

@@ -156,6 +156,22 @@ redis.call('HSET', holds, ARGV[1], ARGV[2] .. '|0|s')
 redis.call('HDEL', dep, 'empty_since')
 return 1
 
+--@ confirm_held
+-- KEYS: dep, holds   ARGV: session_id, size, now_ms   -> 1 confirmed, 0 the reservation is gone
+-- (allocator) A reservation becomes a session only while it is live: an expired one may have been
+-- let to another session meanwhile, and confirming it then would overbook.
+local dep, holds = KEYS[1], KEYS[2]
+local cur = redis.call('HGET', holds, ARGV[1])
+if not cur then return 0 end
+local exp, state = string.match(cur, '^%d+|(%d+)|(%a)$')
+if state == 'r' and (tonumber(exp) or 0) <= tonumber(ARGV[3]) then
+  redis.call('HDEL', holds, ARGV[1])
+  return 0
+end
+redis.call('HSET', holds, ARGV[1], ARGV[2] .. '|0|s')
+redis.call('HDEL', dep, 'empty_since')
+return 1
+
 --@ release
 -- KEYS: dep, holds   ARGV: session_id, now_ms   -> 1 if a hold was removed
 local dep, holds = KEYS[1], KEYS[2]

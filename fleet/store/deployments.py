@@ -240,6 +240,14 @@ class DeploymentStore:
             keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, size]
         )
 
+    async def confirm_held(self, rid: str, session_id: str, size: int, now: float) -> bool:
+        """(allocator) Like `confirm`, but only while the reservation is live; False when it expired
+        or is gone (its sockets may have been reserved by another session meanwhile)."""
+        out = await self._scripts["confirm_held"](
+            keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, size, int(now * 1000)]
+        )
+        return bool(int(out))
+
     async def release(self, rid: str, session_id: str, now: float) -> bool:
         out = await self._scripts["release"](
             keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, int(now * 1000)]
