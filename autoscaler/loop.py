@@ -23,7 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -108,7 +108,8 @@ class ScalerLoop:
     async def rebuild(self, now: float) -> bool:
         """After Redis lost its data: config first, then the platform's list, then act."""
         config = self.settings.config
-        if config:
+        # Once per loss: the re-applied fleets survive the next attempt if the list is still down.
+        if config and not await self.services.store.fleets.list_fleets():
             from autoscaler.config import apply_file
 
             try:
@@ -134,9 +135,12 @@ class ScalerLoop:
     # --- waiting for events ---------------------------------------------------------------------------
     def _events_connection(self) -> Redis:
         if self._events is None:
-            kwargs = dict(self.services.store.redis.connection_pool.connection_kwargs)
-            kwargs["socket_timeout"] = self.settings.scaler_tick_s + 5.0
-            self._events = Redis(**kwargs)
+            # Same server and options as the store's client, but a socket timeout longer than the
+            # block (redis-py's default 5 s would break a long XREAD).
+            pool = self.services.store.redis.connection_pool
+            kwargs = {**pool.connection_kwargs, "socket_timeout": self.settings.scaler_tick_s + 5.0}
+            own = ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+            self._events = Redis.from_pool(own)  # closing the client closes its pool
         return self._events
 
     async def wait_for_events(self, timeout_s: float) -> int:

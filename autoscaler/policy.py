@@ -206,6 +206,10 @@ def is_stuck(d: Observed, now: float, timeout_s: float) -> bool:
     return starting and now - d.created_at > timeout_s
 
 
+def _empty_for(d: Observed, now: float, idle_s: float) -> bool:
+    return d.empty_since is not None and now - d.empty_since >= idle_s and not d.draining
+
+
 def is_idle(d: Observed, now: float, spec: Spec) -> bool:
     """Safe to stop and empty for the idle time: READY, usage known 0, no session, no reservation,
     fresh data. The store re-checks the first four atomically when it drains."""
@@ -362,7 +366,12 @@ def _scale_in(
                 stuck=stuck_ids,
                 counts=counts,
             )
-    if not candidates or effective <= spec.minimum or counts.waiting > 0:
+    if counts.waiting > 0 or effective <= spec.minimum:
+        return Decision(desired=effective, reason=steady_reason, stuck=stuck_ids, counts=counts)
+    if t.data_gap and any(_empty_for(d, now, spec.idle_s) for d in t.serving):
+        # Something would be idle long enough, but what we know is missing or old: wait.
+        return _held(effective, Reason.DATA_UNKNOWN, steady_reason, stuck_ids, counts)
+    if not candidates:
         return Decision(desired=effective, reason=steady_reason, stuck=stuck_ids, counts=counts)
     if t.data_gap:
         return _held(effective, Reason.DATA_UNKNOWN, steady_reason, stuck_ids, counts)
@@ -420,7 +429,9 @@ def backoff_s(streak: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOF
     return min(cap_s, base_s * 2.0 ** min(streak - 1, 32))
 
 
-def after_error(memory: Memory, at: float, detail: str) -> Memory:
+def after_error(
+    memory: Memory, at: float, detail: str, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S
+) -> Memory:
     """A deployment of the policy ended in ERROR (or a create was refused): back off longer."""
     streak = memory.error_streak + 1
     return Memory(
@@ -428,7 +439,7 @@ def after_error(memory: Memory, at: float, detail: str) -> Memory:
         error_streak=streak,
         last_error=detail or "deployment ended in ERROR",
         last_error_at=at,
-        backoff_until=at + backoff_s(streak),
+        backoff_until=at + backoff_s(streak, base_s, cap_s),
     )
 
 

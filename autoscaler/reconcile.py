@@ -57,6 +57,7 @@ class Reconciler:
         self.suspects: set[str] = set()  # known live, missing from the last complete list
         self.poll_credit = 0.0
         self.last_poll_at: float | None = None
+        self.failing = False
 
     # --- the full list ------------------------------------------------------------------------------
     async def reconcile(self, token: int, now: float) -> ReconcileResult:
@@ -64,8 +65,15 @@ class Reconciler:
             items = await self.services.client.list_deployments()
         except PlatformError as err:
             SCALER_RECONCILES.labels("platform_error").inc()
-            event(log, "reconcile_failed", logging.WARNING, error=type(err).__name__, detail=str(err)[:200])
+            if not self.failing:  # one line when it starts failing, one when it recovers
+                event(
+                    log, "reconcile_failed", logging.WARNING, error=type(err).__name__, detail=str(err)[:200]
+                )
+            self.failing = True
             return ReconcileResult(ok=False, error=str(err)[:200])
+        if self.failing:
+            event(log, "reconcile_recovered")
+            self.failing = False
         store = self.services.store
         listed = {item.request_id: item for item in items}
         known = {d.request_id: d for d in await store.deployments.get_many(listed, now)}

@@ -67,8 +67,13 @@ class Scaler:
         self.seen: dict[tuple[str, str], set[str]] = {}
         self.last_logged: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
         self.exported: set[tuple[str, str]] = set()
+        self.backoff_base_s = core.BACKOFF_BASE_S
+        self.backoff_cap_s = core.BACKOFF_CAP_S
         # Demand seen per unit over its stabilisation window (the idle time); lost on handover.
         self.windows: dict[tuple[str, str, str, str], core.PeakWindow] = {}
+
+    def _error(self, memory: core.Memory, now: float, detail: str) -> core.Memory:
+        return core.after_error(memory, now, detail, self.backoff_base_s, self.backoff_cap_s)
 
     def forget(self) -> None:
         """Leadership changed: what this process saw before may be out of date."""
@@ -128,15 +133,14 @@ class Scaler:
         ops = Ops()
         for failure in snap.failed_creates:
             pair = (failure.fleet, failure.policy)
-            memories[pair] = core.after_error(memories.get(pair, core.Memory()), snap.now, failure.error)
+            if failure.refused:
+                memories[pair] = self._error(memories.get(pair, core.Memory()), snap.now, failure.error)
             ops.add("ZREM", store.keys.pending_intents(*pair), failure.intent)
         for pair, ids in snap.policy_ids.items():
             gone = self.seen.get(pair, set()) - ids
             for d in await store.deployments.get_many(sorted(gone), snap.now) if gone else []:
                 if d.status is Status.ERROR:
-                    memories[pair] = core.after_error(
-                        memories.get(pair, core.Memory()), snap.now, d.error_detail
-                    )
+                    memories[pair] = self._error(memories.get(pair, core.Memory()), snap.now, d.error_detail)
             self.seen[pair] = ids
         for unit in snap.units:
             memory = memories.get(unit.owner, core.Memory())

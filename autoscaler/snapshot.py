@@ -41,11 +41,15 @@ class PolicyUnit:
 
 @dataclass(frozen=True)
 class FailedCreate:
+    """A create that will not happen: refused by the platform (an error: the policy backs off), or
+    never finished (lost with a worker or a stale leader: not the platform's fault)."""
+
     fleet: str
     policy: str
     intent: str
     error: str
     at: float
+    refused: bool = True
 
 
 @dataclass
@@ -108,7 +112,7 @@ async def read_snapshot(services: Services, now: float) -> Snapshot:
                     # A deployment it made after all carries the intent tag and is adopted.
                     failed.append(
                         FailedCreate(
-                            fleet.name, policy.name, intent, "create not done within deploy timeout", asked_at
+                            fleet.name, policy.name, intent, "create expired", asked_at, refused=False
                         )
                     )
                     continue
