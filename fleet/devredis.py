@@ -67,8 +67,8 @@ class PrivateRedis:
             "--loglevel",
             "warning",
         ]
-        log = open(self.dir / "redis.log", "wb")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._log = open(self.dir / "redis.log", "wb")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if _pong(self.port):
@@ -80,6 +80,9 @@ class PrivateRedis:
         raise RuntimeError(f"private redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None:
+            log.close()  # the child keeps its own descriptor; ours would leak (ResourceWarning)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
