@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from fleet.dashboard_png import render_recording, start_recording
 from fleet.demand import Region, Trace, builtin_trace, load_trace, split
 from fleet.procs import Stack
 
@@ -437,6 +438,7 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         stack.start()
+        recording = start_recording(stack)  # observability (issue 7): a private Prometheus for the pictures
         print(
             f"demo: processes up in {time.monotonic() - started:.1f} s (logs in {stack.group.dir})"
             if stack.group
@@ -453,6 +455,7 @@ def main(args: argparse.Namespace) -> int:
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot(summary, out)
+    render_recording(recording, out)  # observability (issue 7): demo-report/dashboards/*.png
     print_summary(summary, out)
     failed = checks(summary)
     for f in failed:
