@@ -77,21 +77,28 @@ class Parsed:
         self.fleets: list[tuple[Fleet, list[Policy], list[LinkSpec]]] = []
 
 
+def _place(loc: tuple[int | str, ...]) -> str:
+    """("fleets", 0, "apps", 1, "version") -> "fleets[0].apps[1].version"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "file"
+
+
 def parse_config(data: Any) -> Parsed:
     """Validate everything; raise ConfigError listing every problem."""
     problems: list[str] = []
     try:
         doc = ConfigFile.model_validate(data if data is not None else {})
     except ValidationError as err:
-        raise ConfigError(
-            [f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in err.errors()]
-        ) from err
+        raise ConfigError([f"{_place(e['loc'])}: {e['msg']}" for e in err.errors()]) from err
     parsed = Parsed()
     seen_fleets: set[str] = set()
     for i, f in enumerate(doc.fleets):
         where = f"fleets[{i}]"
         try:
-            fleet_payload = parse_fleet_create({"name": f.name, "enabled": f.enabled, "dry_run": f.dry_run})
+            given = f.model_dump(include={"name", "enabled", "dry_run"}, exclude_unset=True)
+            fleet_payload = parse_fleet_create(given)
         except FieldErrors as err:
             problems.extend(f"{where}.{e['field']}: {e['error']}" for e in err.errors)
             continue
