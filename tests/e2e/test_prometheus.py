@@ -9,14 +9,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.dashboard_png import graph_panels, load_dashboards, render
 from fleet.prometheus import PrivatePrometheus, prometheus_binary
 from tests.fixtures.stack import E2E
+from tests.unit.dashboards_promql import run_promtool
 
 pytestmark = pytest.mark.e2e
 
+FORBIDDEN_LABELS = {"session_id", "session", "player", "ip", "request_id", "deployment", "intent", "token"}
 POLICY = {
     "name": "eu",
     "enabled": True,
@@ -37,6 +41,15 @@ def prometheus(e2e_stack: E2E) -> Iterator[PrivatePrometheus]:
         yield prom
     finally:
         prom.cleanup()
+
+
+def labels_in(exposition: str) -> set[str]:
+    return {
+        name
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        for name in sample.labels
+    }
 
 
 def scalar(prom: PrivatePrometheus, expr: str) -> float | None:
@@ -86,6 +99,14 @@ def test_prometheus_reads_the_service_metrics_back(
         every_s=1.0,
     )
     assert current >= 1.0
+
+    # Every process's own exposition, as scraped, passes promtool's lint.
+    for family, hosts in e.stack.metrics_targets().items():
+        for host in hosts:
+            body = httpx.get(f"http://{host}/metrics", timeout=10).text
+            check = run_promtool("check", "metrics", stdin=body)
+            assert check.returncode == 0, f"{family} {host}: {check.stdout}{check.stderr}"
+            assert not FORBIDDEN_LABELS & labels_in(body), f"{family}: unbounded label in {body[:2000]}"
 
     health = prom.targets_health()
     assert {key.split()[0] for key in health} == {"fleet-web", "fleet-scaler", "fleet-worker"}, health

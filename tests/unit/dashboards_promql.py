@@ -100,8 +100,8 @@ def promtool() -> str:
     return found
 
 
-def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60)
+def run_promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], input=stdin, capture_output=True, text=True, timeout=60)
 
 
 def load_build() -> ModuleType:
