@@ -24,6 +24,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from fleet.logging import event
+
 log = logging.getLogger("fleet.collectors")
 
 PROBE_TIMEOUT_S = 0.5
@@ -49,6 +51,7 @@ class RedisProbe(Collector):
 
     def __init__(self, connect: RedisFactory) -> None:
         self.connect = connect
+        self.was_up: bool | None = None  # log changes only, not every failed scrape
 
     def describe(self) -> list[Metric]:
         return [self._up(), self._latency()]
@@ -70,14 +73,20 @@ class RedisProbe(Collector):
             with self.connect() as redis:
                 redis.ping()
         except (RedisError, OSError) as err:
-            log.warning("redis_probe_failed error=%s", type(err).__name__)
+            self._changed(False, error=type(err).__name__)
             up.add_metric([], 0)
             yield up
             return
+        self._changed(True)
         up.add_metric([], 1)
         latency.add_metric([], time.perf_counter() - started)
         yield up
         yield latency
+
+    def _changed(self, up: bool, **fields: str) -> None:
+        if up != self.was_up and (self.was_up is not None or not up):
+            event(log, "redis_probe", logging.INFO if up else logging.WARNING, up=up, **fields)
+        self.was_up = up
 
 
 class RqQueueCollector(Collector):
@@ -124,7 +133,7 @@ class RqQueueCollector(Collector):
                 workers.add_metric([queue.name], Worker.count(queue=queue))
                 oldest.add_metric([queue.name], self._oldest_age_s(queue))
         except (RedisError, OSError) as err:
-            log.warning("rq_collect_failed queue=%s error=%s", self.queue_name, type(err).__name__)
+            event(log, "rq_collect_failed", logging.WARNING, queue=self.queue_name, error=type(err).__name__)
             return
         yield from (jobs, workers, oldest)
 

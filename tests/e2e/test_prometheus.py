@@ -116,6 +116,16 @@ def test_prometheus_reads_the_service_metrics_back(
     assert scalar(prom, "max(fleet_rq_workers)") == 1.0  # the queue collector in the scaler sees the worker
     assert (scalar(prom, 'sum(fleet_scaler_actions_total{kind="create", result="created"})') or 0) >= 1.0
 
+    # One key=value line per decision and per placement; no secret in any service log.
+    group = e.stack.group
+    assert group is not None
+    logs = {name: group.logs(name, tail=200_000) for name in ("web0", "scaler0", "worker0")}
+    decisions = [ln for ln in logs["scaler0"].splitlines() if "event=decision " in ln]
+    assert decisions and all(f in decisions[0] for f in ("fleet=f", "policy=eu", "reason=", "outcome="))
+    assert any("event=placement " in ln for ln in logs["web0"].splitlines()), logs["web0"][-3000:]
+    for secret in (e.stack.platform_token, e.stack.api_token, e.stack.webhook_secret):
+        assert not [name for name, text in logs.items() if secret in text]
+
     rules = prom.rules()
     assert len(rules) >= 10 and set(rules.values()) <= {"ok", "unknown"}, rules
 
