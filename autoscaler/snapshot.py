@@ -83,11 +83,18 @@ def _group(
 
 
 async def read_snapshot(services: Services, now: float) -> Snapshot:
+    """A handful of round trips whatever the size: every policy's members, then every deployment,
+    every creates-in-flight record, memory and facts, each in one pipeline."""
     store = services.store
     catalogue = await store.fleets.all_policies()
     pairs = [(f.name, p.name) for f, policies, _ in catalogue for p in policies]
     states = await store.fleets.policy_states(pairs)
     pendings = await store.fleets.pending_intents(pairs)
+    members = await store.fleets.policy_members(pairs)
+    everyone = sorted(set().union(*members)) if members else []
+    deployments = {d.request_id: d for d in await store.deployments.get_many(everyone, now)}
+    docs = await store.fleets.intent_docs([x for row in pendings for x, _ in row])
+    doc_of = dict(zip((x for row in pendings for x, _ in row), docs, strict=True))
     units: list[PolicyUnit] = []
     policy_ids: dict[tuple[str, str], set[str]] = {}
     failed: list[FailedCreate] = []
@@ -95,13 +102,16 @@ async def read_snapshot(services: Services, now: float) -> Snapshot:
     i = 0
     for fleet, policies, links in catalogue:
         for policy in policies:
-            deployments = await store.deployments.of_policy(fleet.name, policy.name, now)
-            live = [d for d in deployments if not (d.status is not None and d.status.terminal)]
+            live = [
+                d
+                for rid in sorted(members[i])
+                if (d := deployments.get(rid)) is not None
+                and not (d.status is not None and d.status.terminal)
+            ]
             policy_ids[(fleet.name, policy.name)] = {d.request_id for d in live}
             grouped = _group(fleet, policy, links, live)
-            intents = pendings[i]
-            docs = await store.fleets.intent_docs([x for x, _ in intents])
-            for (intent, asked_at), doc in zip(intents, docs, strict=True):
+            for intent, asked_at in pendings[i]:
+                doc = doc_of[intent]
                 if doc.get("outcome") == "rejected":
                     failed.append(
                         FailedCreate(fleet.name, policy.name, intent, doc.get("error", ""), asked_at)
@@ -132,7 +142,7 @@ async def read_snapshot(services: Services, now: float) -> Snapshot:
         memories={pair: memory_of(raw) for pair, raw in zip(pairs, states, strict=True)},
         policy_ids=policy_ids,
         failed_creates=failed,
-        live_total=len(await store.deployments.live_ids()),
+        live_total=await store.fleets.live_count(),
         in_flight_total=in_flight_total,
     )
 

@@ -310,6 +310,19 @@ class FleetStore:
             ops.add("HSET", self.keys.policy_state(fleet, policy), *flat)
         return ops
 
+    async def live_count(self) -> int:
+        """Deployments not known to be TERMINATED or ERROR, account-wide (the account cap)."""
+        return int(await self.redis.scard(self.keys.live_deployments()))
+
+    async def policy_members(self, pairs: Sequence[tuple[str, str]]) -> list[set[str]]:
+        """For each (fleet, policy): the request ids it owns (one round trip for all)."""
+        if not pairs:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for fleet, policy in pairs:
+                pipe.smembers(self.keys.policy_deployments(fleet, policy))
+            return [set(x) for x in await pipe.execute()]
+
     async def policy_states(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
         if not pairs:
             return []

@@ -8,6 +8,7 @@ polls and the platform's list alone (the v1 platform sends no webhook when a dep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -80,10 +81,8 @@ class RunningScaler:
         """Dies without a word: the lease is not released, queued jobs are lost."""
         self.task.cancel()
         jobs_of(self.services).close()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        except asyncio.CancelledError:
-            pass
         if self.loop._events is not None:
             await self.loop._events.aclose()
 

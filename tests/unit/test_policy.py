@@ -67,7 +67,7 @@ class Row:
     memory: Memory = field(default_factory=Memory)
     in_flight: int = 0
     waiting: int = 0
-    peak: float | None | str = "current"  # "current": the demand now (a watched, flat window)
+    peak: float | str | None = "current"  # "current": the demand now (a watched, flat window)
 
 
 ROWS = [
