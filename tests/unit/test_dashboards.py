@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.dashboard_png import graph_panels, substitute
+from fleet.dashboard_png import graph_panels, rate_interval_s, render, substitute
 from tests.unit.dashboards_promql import (
     ALERTS,
     DASHBOARDS,
@@ -231,3 +231,67 @@ def test_alerts_cover_the_issue_and_carry_runbooks() -> None:
         notes = rule["annotations"]
         assert notes["summary"] and notes["description"], rule["alert"]
         assert len(notes["runbook"]) > 80, f"{rule['alert']}: the runbook says what to do"
+
+
+# --- the PNG rendering used by the demo ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("expr", "rate_s", "expected"),
+    [
+        pytest.param(
+            'x{fleet=~"$fleet"}[$__rate_interval]', 4, 'x{fleet=~".*"}[4s]', id="all-and-rate-interval"
+        ),
+        pytest.param("increase(y[$__interval])", 10, "increase(y[10s])", id="interval"),
+    ],
+)
+def test_substitute_grafana_variables(expr: str, rate_s: int, expected: str) -> None:
+    assert substitute(expr, rate_s) == expected
+
+
+def test_rate_interval_follows_grafana() -> None:
+    # max(step + scrape, 4 * scrape): 1 s scrapes at a 2 s step -> max(3, 4) = 4 s; 15 s scrapes -> 60 s.
+    assert rate_interval_s(2, 1) == 4
+    assert rate_interval_s(30, 15) == 60
+    assert rate_interval_s(100, 1) == 101
+
+
+def test_render_draws_every_panel_from_range_queries(tmp_path: Path) -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.queries: list[str] = []
+
+        def query_range(self, expr: str, start: float, end: float, step_s: float) -> list[dict[str, Any]]:
+            self.queries.append(expr)
+            if "broken" in expr:
+                raise RuntimeError("bad_data: parse error")
+            grid = [start + i * step_s for i in range(int((end - start) / step_s) + 1)]
+            return [
+                {"metric": {"result": r}, "values": [[t, str(i)] for i, t in enumerate(grid)]} for r in "ab"
+            ]
+
+    board = {
+        "uid": "b",
+        "title": "B",
+        "panels": [
+            {"type": "row", "title": "r", "panels": []},
+            {
+                "type": "timeseries",
+                "title": "Stacked / rates",
+                "fieldConfig": {"defaults": {"unit": "ops", "custom": {"stacking": {"mode": "normal"}}}},
+                "targets": [
+                    {"refId": "A", "expr": "rate(m[$__rate_interval])", "legendFormat": "{{result}}"}
+                ],
+            },
+            {
+                "type": "timeseries",
+                "title": "Broken",
+                "targets": [{"refId": "A", "expr": "broken", "legendFormat": ""}],
+            },
+        ],
+    }
+    source = Source()
+    paths = render(source, tmp_path, 1000.4, 1100.2, scrape_s=1.0, dashboards=[board])
+    assert [p.name for p in paths] == ["b-01-stacked-rates.png", "b-02-broken.png", "b-overview.png"]
+    assert source.queries[0] == "rate(m[4s])"
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert index[0]["series"] == 2 and "errors" not in index[0]
+    assert index[1]["series"] == 0 and "parse error" in index[1]["errors"][0]
