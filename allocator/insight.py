@@ -18,7 +18,7 @@ import math
 from collections import Counter as Tally
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from allocator.background import Background
@@ -39,7 +39,7 @@ GEO_TTL_S = 7 * 24 * 3600.0  # where a network is changes rarely
 GEO_UNKNOWN_TTL_S = 3600.0
 GEO_LOCAL_TTL_S = 600.0
 GEO_LOOKUP_TIMEOUT_S = 1.5
-TELEMETRY_LOCAL_TTL_S = 1.0
+TELEMETRY_LOCAL_TTL_S = 5.0  # another process's measurement shows here within this
 WARM_LOCK_S = 10.0  # at most one measurement per network this often, across processes
 TELEMETRY_POLLS_S = (1.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # waits between result reads (~9 s in all)
 MAX_TELEMETRY_DEPLOYMENTS = 500
@@ -85,7 +85,20 @@ class Players:
     points: tuple[Point, ...]
     ranks: dict[str, Ranks]  # player network -> telemetry
     sample_ip: dict[str, str]  # player network -> one of its players' addresses
-    origin: dict[str, Any] = field(default_factory=dict)
+    facts: tuple[GeoFact, ...] = ()  # the located networks of ip_list players, one per player
+
+    def origin(self) -> dict[str, Any]:
+        """Where the players are, for the scaler (computed only for sessions that wait)."""
+        return origin_of(self.facts, self.points)
+
+    @property
+    def telemetry_key(self) -> tuple[tuple[str, float, bool], ...]:
+        """Which measurements these are (rankings computed from them can be reused)."""
+        return tuple(sorted((n, r.measured_at, r.partial) for n, r in self.ranks.items()))
+
+
+def _version(ranks: Ranks | None) -> tuple[float, bool] | None:
+    return None if ranks is None else (ranks.measured_at, ranks.partial)
 
 
 def origin_of(facts: Sequence[GeoFact], points: Sequence[Point]) -> dict[str, Any]:
@@ -126,18 +139,25 @@ class Insight:
         self.clock = clock
         self.background = background
         self._geo: LocalCache[str, GeoFact] = LocalCache(GEO_LOCAL_TTL_S, clock)
-        self._ranks: LocalCache[str, RanksDoc | None] = LocalCache(TELEMETRY_LOCAL_TTL_S, clock)
+        self._ranks: OrderedDict[str, tuple[float, Ranks | None]] = (
+            OrderedDict()
+        )  # network -> (checked, ranks)
         self._warming: LocalCache[str, bool] = LocalCache(WARM_LOCK_S, clock)
+        self._checking: dict[str, asyncio.Future[None]] = {}  # network -> revalidation in flight
+        self.telemetry_local_ttl_s = TELEMETRY_LOCAL_TTL_S
 
     async def players(
         self, ips: Sequence[str], geo: Sequence[dict[str, Any]], centroid: Point | None = None
     ) -> Players:
         """Points (given coordinates win over lookups; a request `location` wins over both)."""
+        ip_nets = [network_of(ip) for ip in ips]
         sample: dict[str, str] = {}
-        for ip in [*ips, *(g["ip"] for g in geo)]:
-            sample.setdefault(network_of(ip), ip)
-        located = await self._locate([network_of(ip) for ip in ips], sample)
-        facts = [located[network_of(ip)] for ip in ips if network_of(ip) in located]
+        for ip, net in zip(ips, ip_nets, strict=True):
+            sample.setdefault(net, ip)
+        for g in geo:
+            sample.setdefault(network_of(g["ip"]), g["ip"])
+        located = await self._locate(ip_nets, sample)
+        facts = [located[n] for n in ip_nets if n in located]
         points = [
             Point(f.latitude, f.longitude)
             for f in facts
@@ -147,7 +167,7 @@ class Insight:
         if centroid is not None:
             points = [centroid]
         ranks = await self._telemetry(list(sample))
-        return Players(tuple(points), ranks, sample, origin_of(facts, points))
+        return Players(tuple(points), ranks, sample, tuple(facts))
 
     # --- locations ----------------------------------------------------------------------------
     async def _locate(self, networks: list[str], sample: dict[str, str]) -> dict[str, GeoFact]:
@@ -189,24 +209,39 @@ class Insight:
 
     # --- telemetry ----------------------------------------------------------------------------
     async def _telemetry(self, networks: list[str]) -> dict[str, Ranks]:
-        docs: dict[str, RanksDoc | None] = {}
-        missing = []
-        for n in networks:
-            known, doc = self._ranks.lookup(n)
-            if known:
-                docs[n] = doc
-            else:
-                missing.append(n)
-        if missing:
-            stored = await self.store.get_ranks(missing)
-            for n in missing:
-                docs[n] = stored.get(n)
-                self._ranks.put(n, docs[n])
-        return {
-            n: Ranks({rid: i for i, rid in enumerate(doc.order)}, doc.partial, doc.measured_at)
-            for n, doc in docs.items()
-            if doc is not None
-        }
+        """Each network's ranking: this process's copy, checked against Redis every few seconds
+        (a small read, one in flight per network); the ranking is read again only when it changed."""
+        now = self.clock()
+        ttl = self.telemetry_local_ttl_s
+        due = [n for n in networks if now - self._ranks.get(n, (-math.inf, None))[0] > ttl]
+        if due:
+            mine = [n for n in due if n not in self._checking]
+            if mine:
+                check = asyncio.ensure_future(self._revalidate(mine, now))
+                for n in mine:
+                    self._checking[n] = check
+            await asyncio.gather(*{self._checking[n] for n in due if n in self._checking})
+        return {n: r for n in networks if (r := self._ranks.get(n, (0.0, None))[1]) is not None}
+
+    async def _revalidate(self, networks: list[str], now: float) -> None:
+        try:
+            meta = await self.store.get_ranks_meta(networks)
+            changed = [
+                n for n in networks if n in meta and _version(self._ranks.get(n, (0.0, None))[1]) != meta[n]
+            ]
+            docs = await self.store.get_ranks(changed) if changed else {}
+            for n in networks:
+                old = self._ranks.get(n, (0.0, None))[1]
+                doc = docs.get(n)
+                if doc is not None:
+                    old = Ranks({rid: i for i, rid in enumerate(doc.order)}, doc.partial, doc.measured_at)
+                self._ranks[n] = (now, old if n in meta else None)
+                self._ranks.move_to_end(n)
+            while len(self._ranks) > LOCAL_ENTRIES:
+                self._ranks.popitem(last=False)
+        finally:
+            for n in networks:
+                self._checking.pop(n, None)
 
     def warm(self, players: Players, placement: Placement, deployments: Sequence[str]) -> None:
         """Measure in the background every network whose telemetry is missing, partial, aging or
@@ -247,7 +282,7 @@ class Insight:
             return
         doc = RanksDoc(scores, partial, self.clock())
         await self.store.put_ranks(network, doc, self.settings.telemetry_ttl_s)
-        self._ranks.put(network, doc)
+        self._ranks.pop(network, None)  # read it back with the next placement
         metrics.ALLOC_TELEMETRY_REQUESTS.labels("partial" if doc.partial else "complete").inc()
         event(log, "telemetry_measured", network=network, ranked=len(doc.order), partial=doc.partial)
 

@@ -61,7 +61,10 @@ def check_all(texts: Iterable[object], field: str) -> list[str]:
 
 
 def network_of(ip: str) -> str:
-    """`81.2.69.0/24` or `2001:db8:1::/48`: the cache key of a player's network."""
+    """`81.2.69.0/24` or `2001:db8:1::/48`: the cache key of a player's network. `ip` is in the
+    canonical form `check_all` returns (the IPv4 case is on every placement's path: string work)."""
+    if ":" not in ip:
+        return ip.rpartition(".")[0] + ".0/24"
     addr = ipaddress.ip_address(ip)
     prefix = V4_PREFIX if addr.version == 4 else V6_PREFIX
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))

@@ -4,8 +4,12 @@ Inputs are plain values: the ask (size, selector tags, where the players are), t
 deployments, and the cached telemetry ranking of each player network. The clock is a
 parameter. The result is a frozen `Placement` whose `reason` says what decided the order.
 
+Two steps, so the expensive one can be reused: `rank` orders the placeable candidates (READY,
+not draining, usage known) from static facts and telemetry; `choose` walks that order and keeps
+those that fit the ask now (free sockets, selector tags, location rules). `place` does both.
+
 Ranking, in order of trust:
-1. Telemetry: when every eligible candidate has a fresh, measured position for every player
+1. Telemetry: when every placeable candidate has a fresh, measured position for every player
    network, the mean position decides (the platform measured real latency).
 2. Geography: otherwise, when the players are located, the estimated round-trip time from their
    points to the deployment's coordinates decides; telemetry only breaks ties.
@@ -18,11 +22,9 @@ which packs sessions and leaves empty deployments free to be scaled in.
 from __future__ import annotations
 
 import enum
-import heapq
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from fleet.models import Deployment, Status
 
@@ -30,7 +32,7 @@ EARTH_RADIUS_KM = 6371.0
 # Light in fibre covers ~100 km per ms of round trip; real routes are ~1.5x the great circle.
 RTT_BASE_MS = 4.0
 RTT_MS_PER_KM = 1.5 / 100.0
-DEFAULT_LIMIT = 8
+DEFAULT_LIMIT = 4  # candidates returned: the best, and a few to try if its reservation is refused
 INF = math.inf
 
 
@@ -76,9 +78,6 @@ class Candidate:
     where: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
-SortKey = Callable[[Candidate], tuple[Any, ...]]
-
-
 @dataclass(frozen=True)
 class LocationRule:
     """A session location constraint: `field` values compared case-insensitively."""
@@ -120,15 +119,30 @@ class Placement:
         return bool(self.order)
 
 
+def state_of(
+    status: Status | None,
+    draining: bool,
+    sockets: int | None,
+    usage: int | None,
+    committed: int,
+    reserved: int,
+) -> tuple[Exclusion | None, int]:
+    """Why a deployment can take nothing now (or None) and its free sockets, as
+    `Deployment.free_sockets` counts them: 0 while capacity or usage is unknown."""
+    blocked: Exclusion | None = None
+    if status is not Status.READY:
+        blocked = Exclusion.NOT_READY
+    elif draining:
+        blocked = Exclusion.DRAINING
+    elif sockets is None or usage is None:
+        blocked = Exclusion.USAGE_UNKNOWN
+    free = 0 if sockets is None or usage is None else max(0, sockets - max(usage, committed) - reserved)
+    return blocked, free
+
+
 def candidate_of(d: Deployment) -> Candidate:
     """The placement view of a stored deployment."""
-    blocked: Exclusion | None = None
-    if d.status is not Status.READY:
-        blocked = Exclusion.NOT_READY
-    elif d.draining:
-        blocked = Exclusion.DRAINING
-    elif d.sockets is None or d.usage is None:
-        blocked = Exclusion.USAGE_UNKNOWN
+    blocked, free = state_of(d.status, d.draining, d.sockets, d.usage, d.committed, d.reserved)
     loc = d.location
     point = None
     where: dict[str, frozenset[str]] = {}
@@ -140,7 +154,7 @@ def candidate_of(d: Deployment) -> Candidate:
             if value:
                 where[name] = frozenset((value.lower(),))
         where["location_tags"] = frozenset(t.lower() for t in loc.tags)
-    return Candidate(d.request_id, d.free_sockets, blocked, frozenset(d.tags), point, where)
+    return Candidate(d.request_id, free, blocked, frozenset(d.tags), point, where)
 
 
 def rtt_ms(a: Point, b: Point) -> float:
@@ -223,6 +237,113 @@ def _geography(eligible: Sequence[Candidate], players: Sequence[Point]) -> dict[
     return out
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """The placeable candidates of a snapshot in score order, from static facts and telemetry only.
+
+    Free sockets, tags and location rules are checked when choosing, so one ranking serves every
+    ask from the same players while the deployments and telemetry stay the same. Equal scores
+    form tie groups that `choose` packs by free sockets."""
+
+    entries: tuple[tuple[str, tuple[float, ...]], ...]  # (request id, score), best first
+    reason: Reason
+    blocked: Mapping[Exclusion, int]  # left out: not ready, draining, usage unknown
+    unmeasured: tuple[str, ...] = ()
+    rtt_ms: Mapping[str, float] = field(default_factory=dict)
+
+
+def rank(
+    players: Sequence[Point],
+    candidates: Iterable[Candidate],
+    telemetry: Mapping[str, Ranks],
+    now: float,
+    telemetry_ttl_s: float,
+) -> Ranking:
+    """Order the placeable candidates (module docstring: telemetry, else geography, else partial)."""
+    blocked: dict[Exclusion, int] = {}
+    placeable: list[Candidate] = []
+    for c in candidates:
+        if c.blocked is None:
+            placeable.append(c)
+        else:
+            blocked[c.blocked] = blocked.get(c.blocked, 0) + 1
+    positions, complete = _telemetry_positions(placeable, telemetry, now, telemetry_ttl_s)
+    geo = _geography(placeable, players)
+    score: Callable[[str], tuple[float, ...]]
+    if complete:
+        reason, score = Reason.TELEMETRY, lambda r: (positions[r], geo.get(r, INF))
+    elif geo:
+        reason = Reason.GEOGRAPHY_FALLBACK if telemetry else Reason.GEOGRAPHY
+        score = lambda r: (geo.get(r, INF), positions.get(r, INF))  # noqa: E731
+    elif positions:
+        reason, score = Reason.TELEMETRY_PARTIAL, lambda r: (positions.get(r, INF),)
+    else:
+        reason, score = Reason.UNSCORED, lambda r: ()
+    scored = sorted((score(c.request_id), c.request_id) for c in placeable)
+    unmeasured = tuple(c.request_id for c in placeable if c.request_id not in positions)
+    return Ranking(tuple((rid, sc) for sc, rid in scored), reason, blocked, unmeasured, geo)
+
+
+def choose(
+    ask: Ask,
+    ranking: Ranking,
+    current: Mapping[str, Candidate],
+    limit: int = DEFAULT_LIMIT,
+    skip: Collection[str] = (),
+) -> Placement:
+    """The best `limit` candidates that fit this ask now, walking the ranking best first.
+
+    `current` holds the candidates' present state (free sockets may have changed since the
+    ranking was made); `skip` the ones already tried for this session. Counts in the result
+    cover the candidates examined (all of them when nothing fits) and those the ranking left out."""
+    if ask.pinned:
+        return _choose_pinned(ask, current)
+    excluded: dict[Exclusion, int] = {}
+    order: list[str] = []
+    eligible = 0
+    entries = ranking.entries
+    i = 0
+    while i < len(entries) and len(order) < limit:
+        j = i + 1
+        while j < len(entries) and entries[j][1] == entries[i][1]:
+            j += 1
+        fits = []
+        for rid, _ in entries[i:j]:
+            if rid in skip:
+                continue
+            c = current.get(rid)
+            why = Exclusion.NOT_READY if c is None else exclusion(ask, c)
+            if why is None and c is not None:
+                fits.append(c)
+            else:
+                excluded[why or Exclusion.NOT_READY] = excluded.get(why or Exclusion.NOT_READY, 0) + 1
+        eligible += len(fits)
+        fits.sort(key=_pack)
+        order.extend(c.request_id for c in fits[: limit - len(order)])
+        i = j
+    for why, n in ranking.blocked.items():
+        excluded[why] = excluded.get(why, 0) + n
+    if not order:
+        return Placement((), _empty_reason(excluded), 0, excluded, ranking.unmeasured)
+    best_rtt = ranking.rtt_ms.get(order[0])
+    return Placement(tuple(order), ranking.reason, eligible, excluded, ranking.unmeasured, best_rtt)
+
+
+def _pack(c: Candidate) -> tuple[int, str]:
+    """Within equal scores: the fuller deployment first, then the request id (stable)."""
+    return (c.free, c.request_id)
+
+
+def _choose_pinned(ask: Ask, current: Mapping[str, Candidate]) -> Placement:
+    c = current.get(ask.pinned)
+    if c is None:
+        return Placement((), Reason.PINNED_UNAVAILABLE, 0, {})
+    why = exclusion(ask, c)
+    if why is not None:
+        return Placement((), Reason.PINNED_UNAVAILABLE, 0, {why: 1})
+    return Placement((c.request_id,), Reason.PINNED, 1, {})
+
+
 def place(
     ask: Ask,
     candidates: Iterable[Candidate],
@@ -231,55 +352,8 @@ def place(
     telemetry_ttl_s: float,
     limit: int = DEFAULT_LIMIT,
 ) -> Placement:
-    """Filter the candidates for this ask and rank the eligible ones (module docstring)."""
-    excluded: dict[Exclusion, int] = {}
-    eligible: list[Candidate] = []
-    for c in candidates:
-        if ask.pinned and c.request_id != ask.pinned:
-            continue
-        why = exclusion(ask, c)
-        if why is None:
-            eligible.append(c)
-        else:
-            excluded[why] = excluded.get(why, 0) + 1
-    if not eligible:
-        reason = Reason.PINNED_UNAVAILABLE if ask.pinned else _empty_reason(excluded)
-        return Placement((), reason, 0, excluded)
-    positions, complete = _telemetry_positions(eligible, telemetry, now, telemetry_ttl_s)
-    geo = _geography(eligible, ask.players)
-    unmeasured = tuple(c.request_id for c in eligible if c.request_id not in positions)
-    key: SortKey
+    """Rank and choose in one step (the allocator caches the ranking between placements)."""
+    current = {c.request_id: c for c in candidates}
     if ask.pinned:
-        reason = Reason.PINNED
-        key = _key_pinned
-    elif complete:
-        reason = Reason.TELEMETRY
-        key = _key_telemetry(positions, geo)
-    elif geo:
-        reason = Reason.GEOGRAPHY_FALLBACK if telemetry else Reason.GEOGRAPHY
-        key = _key_geography(positions, geo)
-    elif positions:
-        reason = Reason.TELEMETRY_PARTIAL
-        key = _key_partial(positions)
-    else:
-        reason = Reason.UNSCORED
-        key = _key_pinned
-    order = tuple(c.request_id for c in heapq.nsmallest(limit, eligible, key=key))
-    return Placement(order, reason, len(eligible), excluded, unmeasured, geo.get(order[0]))
-
-
-# Sort keys: every one ends with (free sockets, request id) so equal scores pack and stay stable.
-def _key_pinned(c: Candidate) -> tuple[Any, ...]:
-    return (c.free, c.request_id)
-
-
-def _key_telemetry(positions: Mapping[str, float], geo: Mapping[str, float]) -> SortKey:
-    return lambda c: (positions[c.request_id], geo.get(c.request_id, INF), c.free, c.request_id)
-
-
-def _key_geography(positions: Mapping[str, float], geo: Mapping[str, float]) -> SortKey:
-    return lambda c: (geo.get(c.request_id, INF), positions.get(c.request_id, INF), c.free, c.request_id)
-
-
-def _key_partial(positions: Mapping[str, float]) -> SortKey:
-    return lambda c: (positions.get(c.request_id, INF), c.free, c.request_id)
+        return _choose_pinned(ask, current)
+    return choose(ask, rank(ask.players, current.values(), telemetry, now, telemetry_ttl_s), current, limit)

@@ -26,7 +26,8 @@ from allocator.candidates import CandidateCache, Snapshot
 from allocator.insight import Insight, Players
 from allocator.notify import Notifier
 from allocator.outlook import Outlook, PolicyRoom, outlook
-from allocator.placement import Ask, LocationRule, Placement, Point, place
+from allocator.placement import Ask, LocationRule, Placement, Point, choose
+from allocator.rankings import Rankings
 from allocator.views import session_get
 from allocator.waiters import Waiters
 from codema.errors import PlatformError, PlatformRejected, PlatformUnavailable, Unauthorized
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # Platform answers that mean "not this deployment" (gone, full, refused): try the next candidate.
 NEXT_CANDIDATE_STATUSES = frozenset({404, 409, 410, 422})
 MAX_LINK_TRIES = 4
+RESERVE_ROUNDS = 6  # rounds of `choose` (4 candidates each) before a session is said to find no room
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ class Allocator:
         self.clock = services.clock
         self.background = Background()
         self.placements = PlacementStore(self.store.redis, self.store.keys)
-        self.candidates = CandidateCache(self.store.deployments, self.clock)
+        self.candidates = CandidateCache(self.store.deployments, self.placements, self.clock)
+        self.rankings = Rankings(self.settings.telemetry_ttl_s)
         self.insight = Insight(
             self.placements, self.client, self.settings, self.clock, self.background, self.store.telemetry
         )
@@ -103,32 +106,38 @@ class Allocator:
     async def reserve_best(
         self, record: SessionRecord, ask: Ask, players: Players, snap: Snapshot, tried: set[str]
     ) -> tuple[Placement, str | None]:
-        """Rank the snapshot for this ask and reserve the first candidate the script admits."""
+        """Choose from the (cached) ranking for these players and reserve the first candidate the
+        script admits. Refused ones are noted in the snapshot and skipped; after a round of
+        refusals (a stale view under contention) the next best are tried, a bounded number."""
         now = self.clock()
-        decision = place(ask, (c for c in snap.values() if c.request_id not in tried), players.ranks, now,
-                         self.settings.telemetry_ttl_s)  # fmt: skip
-        metrics.ALLOC_RANK_REASON.labels(decision.reason.value).inc()
-        if not tried:
-            self.insight.warm(players, decision, snap.ready_ids)
-        for rid in decision.order:
-            tried.add(rid)
-            hold = await self.store.deployments.reserve(
-                rid, record.session_id, record.size, now, self.settings.reservation_ttl_s
-            )
-            if hold.ok:
-                snap.note_reserved(rid, record.size)
-                return decision, rid
-            snap.note_refused(rid, hold.reason)
-            metrics.ALLOC_RESERVE_REFUSED.labels(hold.reason).inc()
-        return decision, None
+        ranking = self.rankings.get(snap, players, now)
+        first: Placement | None = None
+        for _ in range(RESERVE_ROUNDS):
+            decision = choose(ask, ranking, snap.candidates, skip=tried)
+            if first is None:
+                first = decision
+                metrics.ALLOC_RANK_REASON.labels(decision.reason.value).inc()
+                self.insight.warm(players, decision, snap.ready_ids)
+            for rid in decision.order:
+                tried.add(rid)
+                hold = await self.store.deployments.reserve(
+                    rid, record.session_id, record.size, now, self.settings.reservation_ttl_s
+                )
+                if hold.ok:
+                    snap.note_reserved(rid, record.size)
+                    return decision, rid
+                snap.note_refused(rid, hold.reason)
+                metrics.ALLOC_RESERVE_REFUSED.labels(hold.reason).inc()
+            if not decision.order:
+                break
+        assert first is not None
+        return first, None
 
     async def attempt(
         self, record: SessionRecord, constraints: Mapping[str, Any], snap: Snapshot | None = None
     ) -> Attempt:
         """Place now if anything has room: reserve, create the platform session, confirm."""
         players = await self.insight.players(record.ips, record.geo, centroid_of(constraints))
-        if players.origin:
-            record.origin = players.origin
         ask = ask_of(record, players, constraints)
         snap = snap or await self.candidates.get(record.app, record.version)
         tried: set[str] = set()
@@ -138,6 +147,7 @@ class Allocator:
             decision, rid = await self.reserve_best(record, ask, players, snap, tried)
             first = first or decision
             if rid is None:
+                record.origin = record.origin or players.origin()  # where capacity should come
                 return Attempt(False, first)
             metrics.ALLOC_DECISION.observe(time.perf_counter() - started)
             outcome = await self._link(record, rid, snap)

@@ -133,7 +133,7 @@ class Keys:
 
     # --- allocator: placement caches, waiting demand, claims (owned by allocator/) -------------
     def telemetry_ranks(self, network: str) -> str:
-        """String: JSON {"at", "partial", "order"} of the latest telemetry for a player network."""
+        """Hash: at, partial, order (JSON request ids, best first): a player network's telemetry."""
         return self._k("alloc", "tranks", network)
 
     def telemetry_warming(self, network: str) -> str:

@@ -1,6 +1,7 @@
-"""The allocator's caches in Redis: telemetry rankings and IP locations per player network.
+"""The allocator's reads and caches in Redis: telemetry rankings and IP locations per player
+network, and a compact summary of an app version's deployments for the placement snapshot.
 
-A telemetry ranking is stored whole (one JSON string per network, with a TTL): positions from one
+A telemetry ranking is stored whole (one hash per network, with a TTL): positions from one
 measurement are comparable with each other, positions from two measurements are not, so a newer
 result replaces the older one rather than merging into it. Locations are cached per network too,
 unknown ones included (as `{}`), so a network the platform cannot place costs one lookup a TTL.
@@ -40,13 +41,6 @@ class GeoFact:
         return self.latitude is not None and self.longitude is not None
 
 
-def _ranks(raw: str | bytes | None) -> RanksDoc | None:
-    if not raw:
-        return None
-    doc = json.loads(raw)
-    return RanksDoc(tuple(doc.get("order", ())), bool(doc.get("partial")), float(doc.get("at", 0.0)))
-
-
 def _geo(raw: str | bytes | None) -> GeoFact | None:
     if raw is None:
         return None
@@ -54,21 +48,109 @@ def _geo(raw: str | bytes | None) -> GeoFact | None:
     return GeoFact(doc.get("lat"), doc.get("lon"), doc.get("country", ""), doc.get("continent", ""))
 
 
+@dataclass(frozen=True)
+class HoldsSummary:
+    """The changing part of one deployment, as placement needs it (see `summaries`)."""
+
+    request_id: str
+    rank: int | None  # fleet.models.Status value; None unknown
+    draining: bool
+    sockets: int | None
+    usage: int | None
+    committed: int
+    reserved: int  # live reservations only
+
+
+# Every deployment of an app version in one round trip, as one string (one line per deployment):
+# parsing thousands of small replies costs the client far more than this costs Redis. Reads only.
+# KEYS: the app-version index   ARGV: deployment key prefix, holds key prefix, now_ms
+_SUMMARIES = """
+local now = tonumber(ARGV[3])
+local out = {}
+for _, rid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local f = redis.call('HMGET', ARGV[1] .. rid, 'rank', 'draining', 'sockets', 'usage')
+  local committed, reserved = 0, 0
+  local flat = redis.call('HGETALL', ARGV[2] .. rid)
+  for i = 2, #flat, 2 do
+    local size, exp, state = string.match(flat[i], '^(%d+)|(%d+)|(%a)$')
+    if state == 's' then
+      committed = committed + tonumber(size)
+    elseif state == 'r' and tonumber(exp) > now then
+      reserved = reserved + tonumber(size)
+    end
+  end
+  local row = {rid, f[1] or '', f[2] or '', f[3] or '', f[4] or '', committed, reserved}
+  out[#out + 1] = table.concat(row, '|')
+end
+return table.concat(out, '\\n')
+"""
+
+
+def _count(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _summary(line: str) -> HoldsSummary:
+    rid, rank, draining, sockets, usage, committed, reserved = line.split("|")
+    parsed = int(rank) if rank.lstrip("-").isdigit() else -1
+    return HoldsSummary(
+        rid, parsed if 0 <= parsed <= 8 else None, draining == "1", _count(sockets), _count(usage),
+        int(committed), int(reserved),
+    )  # fmt: skip
+
+
 class PlacementStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._summaries = redis.register_script(_SUMMARIES)
+
+    async def summaries(self, app: str, version: str, now: float) -> list[HoldsSummary]:
+        """Status, draining, sockets, usage and held sockets of every deployment of an app version."""
+        k = self.keys
+        text = await self._summaries(
+            keys=[k.app_deployments(app, version)], args=[k.deployment(""), k.holds(""), int(now * 1000)]
+        )
+        return [_summary(line) for line in str(text).split("\n") if line]
 
     # --- telemetry rankings -------------------------------------------------------------------
+    # One hash per network: `at` and `partial` are read every second by each web process to see
+    # whether its copy is current; the `order` (a kilobyte per hundred deployments) only on change.
+    async def get_ranks_meta(self, networks: Sequence[str]) -> dict[str, tuple[float, bool]]:
+        """Network -> (measured at, partial) of the stored ranking, for those that have one."""
+        if not networks:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in networks:
+                pipe.hmget(self.keys.telemetry_ranks(n), ["at", "partial"])
+            raw = await pipe.execute()
+        return {n: (float(at), partial == "1") for n, (at, partial) in zip(networks, raw, strict=True) if at}
+
     async def get_ranks(self, networks: Sequence[str]) -> dict[str, RanksDoc]:
         if not networks:
             return {}
-        raw = await self.redis.mget([self.keys.telemetry_ranks(n) for n in networks])
-        return {n: doc for n, r in zip(networks, raw, strict=True) if (doc := _ranks(r)) is not None}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in networks:
+                pipe.hmget(self.keys.telemetry_ranks(n), ["at", "partial", "order"])
+            raw = await pipe.execute()
+        return {
+            n: RanksDoc(tuple(json.loads(order)), partial == "1", float(at))
+            for n, (at, partial, order) in zip(networks, raw, strict=True)
+            if at and order
+        }
 
     async def put_ranks(self, network: str, doc: RanksDoc, ttl_s: float) -> None:
-        body = json.dumps({"order": list(doc.order), "partial": doc.partial, "at": doc.measured_at})
-        await self.redis.set(self.keys.telemetry_ranks(network), body, px=max(1, int(ttl_s * 1000)))
+        key = self.keys.telemetry_ranks(network)
+        fields = {
+            "at": repr(doc.measured_at),
+            "partial": "1" if doc.partial else "0",
+            "order": json.dumps(doc.order),
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields)
+            pipe.pexpire(key, max(1, int(ttl_s * 1000)))
+            await pipe.execute()
 
     async def begin_warming(self, network: str, ttl_s: float) -> bool:
         """True for the one caller that should ask the platform for this network now."""

@@ -8,13 +8,14 @@ import asyncio
 import time
 from typing import Any
 
-from allocator.insight import TELEMETRY_LOCAL_TTL_S
 from fleet import metrics
 from fleet.store import Store
 from fleet.store.placement import PlacementStore, RanksDoc
 from tests.integration.allocator_web import FleetWeb, fleet_web, poll
 
 __all__ = ["fleet_web"]
+
+LOCAL_TTL_S = 0.3  # the web's in-process telemetry copy is re-checked this often in these tests
 
 
 def body(*ips: str) -> dict[str, Any]:
@@ -55,6 +56,7 @@ async def test_telemetry_is_measured_in_the_background_and_then_used(
     london = await fleet_web.ready_deployment(store, "London")
     await fleet_web.ready_deployment(store, "Sydney")
     cache = PlacementStore(store.redis, store.keys)
+    fleet_web.services.extras["allocator"].insight.telemetry_local_ttl_s = LOCAL_TTL_S  # type: ignore[attr-defined]
     geography_before, telemetry_before = reason_count("geography"), reason_count("telemetry")
     async with fleet_web.http() as api:
         first = await api.post("/v1/session", json=body("81.2.69.160"))
@@ -64,7 +66,7 @@ async def test_telemetry_is_measured_in_the_background_and_then_used(
         ranks = await poll(lambda: cache.get_ranks(["81.2.69.0/24"]), 10, "the network's telemetry")
         doc = ranks["81.2.69.0/24"]
         assert doc.order[0] == london and not doc.partial and len(doc.order) == 2
-        await asyncio.sleep(TELEMETRY_LOCAL_TTL_S + 0.1)  # the web's in-process copy says "none yet"
+        await asyncio.sleep(LOCAL_TTL_S + 0.1)  # the web's in-process copy says "none yet" until then
         second = await api.post("/v1/session", json=body("81.2.69.161"))
     assert second.json()["deployment_request_id"] == london
     assert reason_count("telemetry") == telemetry_before + 1
