@@ -56,9 +56,11 @@ from fleet.store.placement import GeoFact, PlacementStore, RanksDoc
 RESULTS = Path(__file__).parent / "results" / "allocator.json"
 APP, VERSION = "bench", "v1"
 NETWORKS = 256  # distinct player /24s
-PLAYER_CENTRES = [(51.5, -0.1, "GB", "Europe"), (48.9, 2.3, "FR", "Europe"), (40.7, -74.0, "US", "North America"),
-                  (35.7, 139.7, "JP", "Asia"), (-23.5, -46.6, "BR", "South America"), (52.5, 13.4, "DE", "Europe"),
-                  (-33.9, 151.2, "AU", "Oceania"), (19.1, 72.9, "IN", "Asia")]  # fmt: skip
+PLAYER_CENTRES = [
+    (51.5, -0.1, "GB", "Europe"), (48.9, 2.3, "FR", "Europe"), (40.7, -74.0, "US", "North America"),
+    (35.7, 139.7, "JP", "Asia"), (-23.5, -46.6, "BR", "South America"), (52.5, 13.4, "DE", "Europe"),
+    (-33.9, 151.2, "AU", "Oceania"), (19.1, 72.9, "IN", "Asia"),
+]  # fmt: skip
 SIM_TOKEN = "bench-sim-token"
 GOAL_PER_S = 1000.0
 GOAL_P99_MS = 20.0
@@ -230,9 +232,11 @@ async def sim_deployments(sim_url: str, app: str, n: int, sockets: int) -> list[
     headers = {"Authorization": f"token {SIM_TOKEN}"}
     async with httpx.AsyncClient(base_url=sim_url, headers=headers, timeout=30) as sim:
         await sim.post("/v1/app", json={"name": app, "is_active": True, "image": ""})
-        version = {"name": VERSION, "docker_repository": "registry.local", "docker_image": app, "docker_tag": "1",
-                   "req_cpu": 256, "req_memory": 256,
-                   "session_config": {"kind": "Seat", "sockets": sockets, "autodeploy": False}}  # fmt: skip
+        version = {
+            "name": VERSION, "docker_repository": "registry.local", "docker_image": app, "docker_tag": "1",
+            "req_cpu": 256, "req_memory": 256,
+            "session_config": {"kind": "Seat", "sockets": sockets, "autodeploy": False},
+        }  # fmt: skip
         r = await sim.post(f"/v1/app/{app}/version", json=version)
         assert r.status_code == 200, r.text
         sem = asyncio.Semaphore(16)
@@ -354,8 +358,10 @@ async def _check_truth(store: Store, sim_url: str, results: list[dict[str, Any]]
     sessions = {s["session_id"]: s for s in truth["sessions"]}
     linked = {sid: rid for r in results for sid, rid in r["linked"].items()}
     over = [d["request_id"] for d in platform if d["sockets_usage"] > d["sockets"]]
-    refused = [sid for sid, rid in linked.items()
-               if not sessions.get(sid, {}).get("linked") or sessions[sid]["deployment_request_id"] != rid]  # fmt: skip
+    refused = [
+        sid for sid, rid in linked.items()
+        if not sessions.get(sid, {}).get("linked") or sessions[sid]["deployment_request_id"] != rid
+    ]  # fmt: skip
     mismatch = [d["request_id"] for d in platform if ours[d["request_id"]].committed != d["sockets_usage"]]
     outcomes: Counter[str] = Counter()
     for r in results:
@@ -387,10 +393,13 @@ def table(report: dict[str, Any]) -> str:
         rows.append(f"| {name} | {r['operations']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
                     f"{r['p50_ms'] / base:.1f}x |")  # fmt: skip
     p = report["four_processes"]
-    rows.append(f"\nfour processes: {p['attempted']} attempts on {p['capacity']} sockets, "
-                f"{p['outcomes']}, platform usage {p['platform_usage']}, ours {p['our_committed']}, "
-                f"overbooked {p['overbooked_deployments']}, linked-but-refused {p['linked_but_not_on_platform']}, "
-                f"mismatched {p['committed_mismatch_deployments']}")  # fmt: skip
+    rows.append(
+        f"\nfour processes: {p['attempted']} attempts on {p['capacity']} sockets, {p['outcomes']}, "
+        f"platform usage {p['platform_usage']}, ours {p['our_committed']}, "
+        f"overbooked {p['overbooked_deployments']}, "
+        f"linked-but-refused {p['linked_but_not_on_platform']}, "
+        f"mismatched {p['committed_mismatch_deployments']}"
+    )
     return "\n".join(rows)
 
 
