@@ -1,0 +1,103 @@
+"""The simulator's world model as the replay drives it.
+
+`ReplayWorld` is `codema.sim.world.World` with two additions:
+
+- it records which deployment each timed transition touched (`touched`), so the replay learns of
+  READY, ERROR, the platform's own endings (empty_ttl, max_duration) and TERMINATED the moment the
+  world applies them, without scanning every deployment;
+- `seat` / `unseat`: one player's Seat session of one socket, pinned to a READY deployment, with
+  exactly the socket accounting of `create_session(..., deployment_request_id=...)` and
+  `delete_session` (usage, the empty clock the platform's empty_ttl runs on) but without a session
+  record, its id and its webhook body: a four-month trace has two million of them.
+  `tests/unit/test_replay_world.py` checks both paths leave deployments in the same state.
+
+`SessionSeats` does the same through the world's public session calls, for checking.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol
+
+from codema.sim.records import GeoIp, SessionSpec, Status, Unprocessable
+from codema.sim.state import Clock
+from codema.sim.world import World, WorldConfig
+
+__all__ = ["FastSeats", "ReplayWorld", "Seats", "SessionSeats"]
+
+
+class ReplayWorld(World):
+    def __init__(self, clock: Clock, rng: random.Random, config: WorldConfig | None = None) -> None:
+        super().__init__(clock, rng, config)
+        self.touched: list[str] = []
+
+    def _apply(self, action: str, key: str) -> None:
+        super()._apply(action, key)
+        if not action.startswith("telemetry_"):
+            self.touched.append(key)
+
+    def take_touched(self) -> list[str]:
+        out, self.touched = self.touched, []
+        return out
+
+    # The engine applies the world's due transitions before every event, so these two only bring the
+    # world's clock along when they need it (the empty clock).
+    def seat(self, request_id: str) -> None:
+        d = self.deployments[request_id]
+        if not d.accepts_sessions() or d.free < 1:
+            raise Unprocessable(f"deployment {request_id} has no free socket")
+        d.used += 1
+        d.empty_since = None
+
+    def unseat(self, request_id: str) -> None:
+        d = self.deployments[request_id]
+        if d.terminal:
+            return  # its sessions ended with it
+        d.used = max(0, d.used - 1)
+        if d.used == 0 and not d.session_ids and d.status is Status.READY:
+            self.advance()
+            self.mark_empty(d)
+
+
+class Seats(Protocol):
+    def take(self, player: int, request_id: str) -> None: ...
+
+    def release(self, player: int, request_id: str) -> None: ...
+
+
+class FastSeats:
+    def __init__(self, world: ReplayWorld) -> None:
+        self.world = world
+
+    def take(self, player: int, request_id: str) -> None:
+        self.world.seat(request_id)
+
+    def release(self, player: int, request_id: str) -> None:
+        self.world.unseat(request_id)
+
+
+class SessionSeats:
+    """Each player a real one-player Seat session of the world (slow; for checking FastSeats)."""
+
+    def __init__(self, world: ReplayWorld, app: str, version: str) -> None:
+        self.world = world
+        self.app = app
+        self.version = version
+        self.sessions: dict[int, str] = {}
+
+    def take(self, player: int, request_id: str) -> None:
+        spec = SessionSpec(
+            self.app,
+            self.version,
+            geo_ip_list=(GeoIp("198.51.100.7", 0.0, 0.0),),
+            deployment_request_id=request_id,
+        )
+        s = self.world.create_session(spec)
+        if not s.linked:
+            raise Unprocessable(s.error or "session not linked")
+        self.sessions[player] = s.session_id
+
+    def release(self, player: int, request_id: str) -> None:
+        sid = self.sessions.pop(player, None)
+        if sid is not None and sid in self.world.sessions:
+            self.world.delete_session(sid)
