@@ -1,9 +1,10 @@
 """Every Prometheus metric the service exports, in one catalogue (mirrored in the README).
 
 Processes: web (`W`), scaler (`S`), worker (`K`). Labels are bounded: fleet, policy, endpoint,
-kind, result, reason; never session, player or request ids. In multiprocess mode (web with
-several workers, RQ workers) each process writes its samples under PROMETHEUS_MULTIPROC_DIR and a
-scrape aggregates them (see `fleet.observability.render_metrics`).
+kind, result, reason; never session, player or request ids. The web's uvicorn workers write their
+samples under one PROMETHEUS_MULTIPROC_DIR per web instance and a scrape aggregates them; scaler and
+worker (RQ's non-forking SimpleWorker) serve their own registry on --metrics-port; values read
+from Redis at scrape time are in `fleet.collectors` (see `fleet.observability`).
 """
 
 from __future__ import annotations
