@@ -249,14 +249,14 @@ _TERMINAL = frozenset((Status.TERMINATED, Status.ERROR))
 def _classify(deployments: Sequence[Observed], spec: Spec, now: float) -> _Tally:
     """One pass over the deployments (the hot loop of a 100k-deployment pass: kept flat)."""
     t = _Tally()
-    ready, default_cap = Status.READY, spec.sockets
+    ready, terminating, default_cap = Status.READY, Status.TERMINATING, spec.sockets
     stuck_before, stale_before = now - spec.deploy_timeout_s, now - spec.stale_after_s
     for d in deployments:
         status = d.status
         if status in _TERMINAL:
             continue
-        if d.draining or d.stop_requested:
-            t.stopping += 1
+        if d.draining or d.stop_requested or status is terminating:
+            t.stopping += 1  # on its way out (ours or not): holds its slot, gives no capacity
         elif d.unknown_status:
             t.unknown += 1  # an unknown status never counts as capacity, and is never stopped
         elif status is ready:

@@ -83,17 +83,32 @@ def synthetic_fleet(deployments: int, policies: int, seed: int = 7) -> list[list
                     )
                 )
             elif roll < 0.15:
-                group.append(core.Observed(rid, Status.READY, sockets=SOCKETS, usage=0, created_at=NOW - 900,
-                                           last_heard=NOW - 1, draining=True, stop_requested=True))  # fmt: skip
+                group.append(
+                    core.Observed(
+                        rid,
+                        Status.READY,
+                        sockets=SOCKETS,
+                        usage=0,
+                        created_at=NOW - 900,
+                        last_heard=NOW - 1,
+                        draining=True,
+                        stop_requested=True,
+                    )
+                )
             else:
                 usage = rng.choice((0, 0, rng.randint(1, SOCKETS)))
                 group.append(
                     core.Observed(
-                        rid, Status.READY, sockets=SOCKETS, usage=usage, created_at=NOW - 3600, ready_at=NOW - 3500,
+                        rid,
+                        Status.READY,
+                        sockets=SOCKETS,
+                        usage=usage,
+                        created_at=NOW - 3600,
+                        ready_at=NOW - 3500,
                         last_heard=NOW - rng.uniform(0, 10),
                         empty_since=NOW - rng.uniform(0, 900) if usage == 0 else None,
                     )
-                )  # fmt: skip
+                )
         fleet.append(group)
     return fleet
 
@@ -119,11 +134,16 @@ def decision_pass(sizes: list[tuple[int, int]], repeats: int) -> list[dict[str, 
             one_pass(fleet, spec)
             times.append(time.perf_counter() - started)
         median = statistics.median(times)
-        rows.append({
-            "deployments": deployments, "policies": policies, "repeats": repeats,
-            "median_s": round(median, 5), "max_s": round(max(times), 5),
-            "us_per_deployment": round(median / deployments * 1e6, 3),
-        })  # fmt: skip
+        rows.append(
+            {
+                "deployments": deployments,
+                "policies": policies,
+                "repeats": repeats,
+                "median_s": round(median, 5),
+                "max_s": round(max(times), 5),
+                "us_per_deployment": round(median / deployments * 1e6, 3),
+            }
+        )
         print(
             f"  pass {deployments:>7} deployments / {policies:>5} policies: {median * 1000:8.1f} ms",
             file=sys.stderr,
@@ -161,8 +181,15 @@ class BenchPlatform:
         d = self.deployments.get(request_id)
         if d is None:
             raise NotFound("no such deployment", endpoint="status", status=404)
-        return DeploymentStatus(request_id=request_id, current_status=d.status, sockets=SOCKETS, sockets_usage=d.usage,
-                                app_name=APP, app_version=VERSION, tags=d.tags)  # fmt: skip
+        return DeploymentStatus(
+            request_id=request_id,
+            current_status=d.status,
+            sockets=SOCKETS,
+            sockets_usage=d.usage,
+            app_name=APP,
+            app_version=VERSION,
+            tags=d.tags,
+        )
 
     async def stop(self, request_id: str) -> StopOutcome:
         self.deployments.pop(request_id, None)
@@ -177,7 +204,7 @@ class BenchPlatform:
                 sockets_usage=d.usage,
                 ready=d.status == "Status.READY",
                 status=d.status,
-            )  # fmt: skip
+            )
             for d in self.deployments.values()
         ]
 
@@ -191,9 +218,15 @@ class BenchPlatform:
 
 
 def bench_services(redis_url: str, prefix: str, fake: BenchPlatform, **settings: Any) -> Services:
-    values: dict[str, Any] = {"redis_url": redis_url, "redis_prefix": prefix, "reconcile_interval_s": 3600.0,
-                              "account_max_deployments": 10**6, "account_max_creates_per_minute": 10**6,
-                              "public_url": "http://127.0.0.1:9", **settings}  # fmt: skip
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "redis_prefix": prefix,
+        "reconcile_interval_s": 3600.0,
+        "account_max_deployments": 10**6,
+        "account_max_creates_per_minute": 10**6,
+        "public_url": "http://127.0.0.1:9",
+        **settings,
+    }
     store = Store(Redis.from_url(redis_url, decode_responses=True), prefix)
     jobs = InlineJobs()
     services = bootstrap(Settings(**values), store=store, client=fake, jobs=jobs)  # type: ignore[arg-type]
@@ -214,20 +247,38 @@ async def seed_fleet(
     firsts = []
     for p in range(policies):
         name = f"p{p:04d}"
-        await store.fleets.put_policy("bench", Policy(
-            name=name, enabled=True, type="Location", minimum=1, maximum=per * 4, threshold=0.8,
-            data={"filters": [{"field": "continent", "values": ["Europe"], "filter_type": "any"}]},
-            idle_s=600, cooldown_s=60,
-        ))  # fmt: skip
+        await store.fleets.put_policy(
+            "bench",
+            Policy(
+                name=name,
+                enabled=True,
+                type="Location",
+                minimum=1,
+                maximum=per * 4,
+                threshold=0.8,
+                data={"filters": [{"field": "continent", "values": ["Europe"], "filter_type": "any"}]},
+                idle_s=600,
+                cooldown_s=60,
+            ),
+        )
         for i in range(per):
             rid = f"{p:06x}{i:06x}"
             tags = [*create_tags("bench", name, APP, VERSION), f"intent:{rid}"]
             fake.deployments[rid] = FakeDeployment(rid, tags, usage=usage)
-            report = StatusReport(request_id=rid, status_raw="Status.READY", sockets=SOCKETS, usage=usage,
-                                  app=APP, version=VERSION, tags=tuple(tags), source="poll")  # fmt: skip
+            report = StatusReport(
+                request_id=rid,
+                status_raw="Status.READY",
+                sockets=SOCKETS,
+                usage=usage,
+                app=APP,
+                version=VERSION,
+                tags=tuple(tags),
+                source="poll",
+            )
             await store.deployments.apply(report, now)
-            await store.deployments.record_owner(rid, fleet="bench", policy=name, intent=rid, app=APP,
-                                                 version=VERSION, now=now)  # fmt: skip
+            await store.deployments.record_owner(
+                rid, fleet="bench", policy=name, intent=rid, app=APP, version=VERSION, now=now
+            )
             if i == 0:
                 firsts.append(rid)
     await store.coord.mark_rebuilt(now)
@@ -252,8 +303,15 @@ async def redis_pass(redis_url: str, sizes: list[tuple[int, int]], repeats: int)
                 await scaler.run_pass(lease.token)
                 times.append(time.perf_counter() - started)
             median = statistics.median(times)
-            rows.append({"deployments": deployments, "policies": policies, "repeats": repeats,
-                         "median_s": round(median, 4), "us_per_deployment": round(median / deployments * 1e6, 2)})  # fmt: skip
+            rows.append(
+                {
+                    "deployments": deployments,
+                    "policies": policies,
+                    "repeats": repeats,
+                    "median_s": round(median, 4),
+                    "us_per_deployment": round(median / deployments * 1e6, 2),
+                }
+            )
             print(f"  redis pass {deployments:>7} / {policies:>5}: {median * 1000:8.1f} ms", file=sys.stderr)
         finally:
             await services.store.wipe()
@@ -310,16 +368,20 @@ async def latency(redis_url: str, *, polling: bool, steps: int, spread_s: float)
         await loop.close()
         await services.store.wipe()
         await services.store.aclose()
-    first_call = {}
+    first_call: dict[str, float] = {}
     for at, policy in fake.deploy_times:
         first_call.setdefault(policy, at)
     lat = [first_call[p] - t for p, t in stepped.items() if p in first_call]
     missing = steps - len(lat)
-    result = {"steps": steps, "answered": len(lat), "missing": missing,
-              "p50_s": round(percentile(lat, 50), 4) if lat else None,
-              "p99_s": round(percentile(lat, 99), 4) if lat else None,
-              "max_s": round(max(lat), 4) if lat else None,
-              "extra_creates": len(fake.deploy_times) - len(first_call)}  # fmt: skip
+    result = {
+        "steps": steps,
+        "answered": len(lat),
+        "missing": missing,
+        "p50_s": round(percentile(lat, 50), 4) if lat else None,
+        "p99_s": round(percentile(lat, 99), 4) if lat else None,
+        "max_s": round(max(lat), 4) if lat else None,
+        "extra_creates": len(fake.deploy_times) - len(first_call),
+    }
     kind = "polling 30 s" if polling else "event-driven"
     print(
         f"  latency {kind}: p50 {result['p50_s']} s, p99 {result['p99_s']} s ({len(lat)}/{steps})",
@@ -336,29 +398,50 @@ async def redis_url_or_private() -> tuple[str, PrivateRedis | None]:
         await client.ping()
         await client.aclose()
         return url, None
-    except Exception:  # noqa: BLE001 - any failure: use our own
+    except Exception:
         server = PrivateRedis().start()
         return server.url, server
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = ["# Autoscaler benchmark", "", "## Decision time per full pass (pure core)", "",
-             "| deployments | policies | median | µs / deployment |", "|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "# Autoscaler benchmark",
+        "",
+        "## Decision time per full pass (pure core)",
+        "",
+        "| deployments | policies | median | µs / deployment |",
+        "|---:|---:|---:|---:|",
+    ]
     for r in result["decision_pass"]:
-        lines.append(
-            f"| {r['deployments']:,} | {r['policies']:,} | {r['median_s'] * 1000:.1f} ms | {r['us_per_deployment']} |"
-        )
-    lines += ["", f"Growth: {result['linear_growth']}", "", "## Full pass with Redis (dry-run)", "",
-              "| deployments | policies | median | ratio to the pure pass |", "|---:|---:|---:|---:|"]  # fmt: skip
+        ms = r["median_s"] * 1000
+        lines.append(f"| {r['deployments']:,} | {r['policies']:,} | {ms:.1f} ms | {r['us_per_deployment']} |")
+    lines += [
+        "",
+        f"Growth: {result['linear_growth']}",
+        "",
+        "## Full pass with Redis (dry-run)",
+        "",
+        "| deployments | policies | median | ratio to the pure pass |",
+        "|---:|---:|---:|---:|",
+    ]
     for r in result["redis_pass"]:
-        lines.append(
-            f"| {r['deployments']:,} | {r['policies']:,} | {r['median_s'] * 1000:.1f} ms | {r['ratio_to_pure']} |"
-        )
+        ms = r["median_s"] * 1000
+        lines.append(f"| {r['deployments']:,} | {r['policies']:,} | {ms:.1f} ms | {r['ratio_to_pure']} |")
     ev, po = result["latency"]["event_driven"], result["latency"]["polling_30s"]
-    lines += ["", "## Demand step to deploy call", "", "| scaler | p50 | p99 | steps |", "|---|---:|---:|---:|",
-              f"| event-driven (1 s tick) | {ev['p50_s']} s | {ev['p99_s']} s | {ev['answered']}/{ev['steps']} |",
-              f"| polling every 30 s (baseline) | {po['p50_s']} s | {po['p99_s']} s | {po['answered']}/{po['steps']} |",
-              "", f"Ratios (baseline / event-driven): {result['ratios']}", "", f"Goals: {result['goals']}", ""]  # fmt: skip
+    lines += [
+        "",
+        "## Demand step to deploy call",
+        "",
+        "| scaler | p50 | p99 | steps |",
+        "|---|---:|---:|---:|",
+        f"| event-driven (1 s tick) | {ev['p50_s']} s | {ev['p99_s']} s | {ev['answered']}/{ev['steps']} |",
+        f"| polling every 30 s | {po['p50_s']} s | {po['p99_s']} s | {po['answered']}/{po['steps']} |",
+        "",
+        f"Ratios (baseline / event-driven): {result['ratios']}",
+        "",
+        f"Goals: {result['goals']}",
+        "",
+    ]
     return "\n".join(lines)
 
 

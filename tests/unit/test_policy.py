@@ -150,6 +150,13 @@ ROWS = [
         {"create": 0, "limited": Limit.MAXIMUM},
         spec=replace(SPEC, maximum=2),
     ),
+    Row(
+        "a deployment terminating on its own holds its slot and gives no capacity",
+        (ready("a", 4), starting("t", status=Status.TERMINATING)),
+        # capacity 5 (not 10): 4 >= 4 wants one more; live 2 = maximum 2 leaves no room
+        {"create": 0, "limited": Limit.MAXIMUM, "stuck": ()},
+        spec=replace(SPEC, maximum=2),
+    ),
     # --- pending capacity ----------------------------------------------------------------------------
     Row(
         "a starting deployment absorbs the step",
