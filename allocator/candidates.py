@@ -84,7 +84,7 @@ class CandidateCache:
         deployments: DeploymentStore,
         placements: PlacementStore,
         clock: Callable[[], float],
-        max_age_s: float = 1.0,
+        max_age_s: float = 2.0,
         max_stale_s: float = 5.0,
     ) -> None:
         self.deployments = deployments

@@ -183,7 +183,7 @@ def exclusion(ask: Ask, c: Candidate) -> Exclusion | None:
     """Why this candidate cannot take the session, or None when it can."""
     if c.blocked is not None:
         return c.blocked
-    if not ask.tags <= c.tags:
+    if ask.tags and not ask.tags <= c.tags:
         return Exclusion.TAGS
     if ask.rules and not all(_rule_holds(r, c) for r in ask.rules):
         return Exclusion.LOCATION
@@ -302,12 +302,14 @@ def choose(
     order: list[str] = []
     eligible = 0
     entries = ranking.entries
+    n = len(entries)
     i = 0
-    while i < len(entries) and len(order) < limit:
+    while i < n and len(order) < limit:
+        score = entries[i][1]
         j = i + 1
-        while j < len(entries) and entries[j][1] == entries[i][1]:
+        while j < n and entries[j][1] == score:
             j += 1
-        fits = []
+        fits: list[Candidate] = []
         for rid, _ in entries[i:j]:
             if rid in skip:
                 continue
@@ -318,11 +320,12 @@ def choose(
             else:
                 excluded[why or Exclusion.NOT_READY] = excluded.get(why or Exclusion.NOT_READY, 0) + 1
         eligible += len(fits)
-        fits.sort(key=_pack)
+        if len(fits) > 1:
+            fits.sort(key=_pack)
         order.extend(c.request_id for c in fits[: limit - len(order)])
         i = j
-    for why, n in ranking.blocked.items():
-        excluded[why] = excluded.get(why, 0) + n
+    for why, count in ranking.blocked.items():
+        excluded[why] = excluded.get(why, 0) + count
     if not order:
         return Placement((), _empty_reason(excluded), 0, excluded, ranking.unmeasured)
     best_rtt = ranking.rtt_ms.get(order[0])

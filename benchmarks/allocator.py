@@ -46,6 +46,7 @@ from allocator.service import Allocator, ask_of, new_session_id
 from codema.schemas import DeploymentStatus
 from codema.sim.geo import LOCATIONS
 from fleet.bootstrap import bootstrap
+from fleet.callbacks import callback_url
 from fleet.devredis import PrivateRedis
 from fleet.models import DeploymentLocation, SessionRecord, StatusReport
 from fleet.procs import ProcessGroup, wait_http
@@ -196,7 +197,12 @@ async def phase_redis(url: str, n: int, concurrency: int) -> dict[str, Any]:
         await redis.aclose()
 
 
-async def phase_decide(url: str, sim_url: str, n: int, deployments: int, concurrency: int) -> dict[str, Any]:
+async def phase_decide(
+    url: str, sim_url: str, n: int, deployments: int, concurrency: int, repeats: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`repeats` measurements, each right after its own Redis baseline (this machine is shared:
+    the ratio to the baseline of the same moment is the figure that travels). The median run by
+    p99 is the result; every run is kept."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     services = bootstrap(settings_for(url, prefix, sim_url))
     alloc = Allocator(services)
@@ -205,9 +211,25 @@ async def phase_decide(url: str, sim_url: str, n: int, deployments: int, concurr
         await warm_caches(services.store, deps, seed=1)
         rng = random.Random(2)
         await load(500, concurrency, lambda i: decide_and_reserve(alloc, record_for(i, rng)))  # warm-up
-        run = await load(n, concurrency, lambda i: decide_and_reserve(alloc, record_for(i, rng)))
-        return {"deployments": deployments, "concurrency": concurrency, **run.summary(),
-                "background_tasks_started": len(alloc.background)}  # fmt: skip
+        runs = []
+        for _ in range(repeats):
+            base = await phase_redis(url, n, concurrency)
+            run = (
+                await load(n, concurrency, lambda i: decide_and_reserve(alloc, record_for(i, rng)))
+            ).summary()
+            runs.append((run, base))
+        runs.sort(key=lambda rb: rb[0]["p99_ms"])
+        run, base = runs[len(runs) // 2]
+        extra = {
+            "deployments": deployments,
+            "concurrency": concurrency,
+            "rankings_reused": alloc.rankings.hits,
+            "rankings_computed": alloc.rankings.misses,
+            "background_tasks_started": len(alloc.background),
+            "runs": [{"per_s": r["per_s"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+                      "redis_per_s": b["per_s"], "redis_p50_ms": b["p50_ms"]} for r, b in runs],
+        }  # fmt: skip
+        return {**extra, **run}, base
     finally:
         await alloc.aclose()
         await services.store.wipe()
@@ -275,12 +297,16 @@ async def ingest(store: Store, statuses: list[dict[str, Any]]) -> list[tuple[str
 
 async def phase_end_to_end(
     url: str, sim_url: str, n: int, deployments: int, concurrency: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Placements through `Allocator.attempt` (decide, reserve, the simulator's session create,
+    confirm, record), and as its baseline the bare session create on the simulator (a direct
+    HTTP call naming the deployment) at the same concurrency."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     services = bootstrap(settings_for(url, prefix, sim_url))
     alloc = Allocator(services)
     try:
-        deps = await ingest(services.store, await sim_deployments(sim_url, APP, deployments, sockets=64))
+        statuses = await sim_deployments(sim_url, APP, deployments, sockets=64)
+        deps = await ingest(services.store, statuses)
         await warm_caches(services.store, deps, seed=3)
         rng = random.Random(4)
 
@@ -290,11 +316,28 @@ async def phase_end_to_end(
 
         await load(200, concurrency, place)  # warm-up
         run = await load(n, concurrency, place)
-        return {"deployments": deployments, "concurrency": concurrency, **run.summary()}
+        hook = callback_url(services.settings, "sessions")  # the simulator calls it back, as for ours
+        base = await _bare_session_creates(sim_url, [r for r, _ in deps], n, concurrency, hook)
+        return {"deployments": deployments, "concurrency": concurrency, **run.summary()}, base
     finally:
         await alloc.aclose()
         await services.store.wipe()
         await services.aclose()
+
+
+async def _bare_session_creates(
+    sim_url: str, rids: list[str], n: int, concurrency: int, webhook_url: str
+) -> dict[str, Any]:
+    headers = {"Authorization": f"token {SIM_TOKEN}"}
+    async with httpx.AsyncClient(base_url=sim_url, headers=headers, timeout=30) as sim:
+
+        async def create(i: int) -> str:
+            body = {"app_name": APP, "version_name": VERSION, "ip_list": [player_ip(i % NETWORKS, 200)],
+                    "deployment_request_id": rids[i % len(rids)], "webhook_url": webhook_url}  # fmt: skip
+            r = await sim.post("/v1/session", json=body)
+            return "ok" if r.status_code == 200 else str(r.status_code)
+
+        return (await load(n, concurrency, create)).summary()
 
 
 # --- four processes ------------------------------------------------------------------------------
@@ -388,7 +431,7 @@ async def _check_truth(store: Store, sim_url: str, results: list[dict[str, Any]]
 def table(report: dict[str, Any]) -> str:
     rows = ["| phase | ops | per s | p50 ms | p99 ms | vs redis p50 |", "|---|---|---|---|---|---|"]
     base = report["redis"]["p50_ms"]
-    for name in ("redis", "decide_reserve", "end_to_end"):
+    for name in ("redis", "decide_reserve", "sim_session_create", "end_to_end"):
         r = report[name]
         rows.append(f"| {name} | {r['operations']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
                     f"{r['p50_ms'] / base:.1f}x |")  # fmt: skip
@@ -412,13 +455,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "python": sys.version.split()[0],
                 "cpus": os.cpu_count(),
                 "platform": platform.platform(),
+                "load_average_at_start": os.getloadavg(),
             },
-            "redis": await phase_redis(url, args.placements, args.concurrency),
         }
-        report["decide_reserve"] = await phase_decide(url, sim_url, args.placements, args.deployments,
-                                                      args.concurrency)  # fmt: skip
-        report["end_to_end"] = await phase_end_to_end(url, sim_url, args.e2e_placements, args.deployments,
-                                                      args.concurrency)  # fmt: skip
+        report["decide_reserve"], report["redis"] = await phase_decide(
+            url, sim_url, args.placements, args.deployments, args.concurrency, args.repeats
+        )
+        report["end_to_end"], report["sim_session_create"] = await phase_end_to_end(
+            url, sim_url, args.e2e_placements, args.deployments, args.concurrency
+        )
         report["four_processes"] = await phase_processes(url, sim_url, args.per_process, 40, 8)
     finally:
         group.stop()
@@ -430,6 +475,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "decide_reserve_p50_over_redis_p50": round(d["p50_ms"] / report["redis"]["p50_ms"], 2),
         "decide_reserve_per_s_over_redis_per_s": round(d["per_s"] / report["redis"]["per_s"], 3),
         "end_to_end_p50_over_decide_reserve_p50": round(report["end_to_end"]["p50_ms"] / d["p50_ms"], 2),
+        "end_to_end_per_s_over_bare_sim_create_per_s": round(
+            report["end_to_end"]["per_s"] / report["sim_session_create"]["per_s"], 3
+        ),
     }
     report["goals"] = {
         f"decide_reserve_per_s>={GOAL_PER_S:g}": d["per_s"] >= GOAL_PER_S,
@@ -449,10 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-process", type=int, default=300, help="attempts per process (phase 4)")
     parser.add_argument("--deployments", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="decide+reserve measurements (median kept)")
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.placements, args.e2e_placements, args.per_process, args.deployments = 1000, 300, 60, 200
+        args.repeats = 1
     report = asyncio.run(main_async(args))
     report["run"] = {"id": secrets.token_hex(4), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "args": vars(args)}  # fmt: skip

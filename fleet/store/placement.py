@@ -61,13 +61,15 @@ class HoldsSummary:
     reserved: int  # live reservations only
 
 
-# Every deployment of an app version in one round trip, as one string (one line per deployment):
-# parsing thousands of small replies costs the client far more than this costs Redis. Reads only.
-# KEYS: the app-version index   ARGV: deployment key prefix, holds key prefix, now_ms
+# Deployments in chunks, each chunk one round trip answered as one string (a line per deployment):
+# parsing thousands of small replies would cost the client far more than this costs Redis, and
+# a chunk keeps each script short so other clients' commands are not held up behind it. Reads only.
+# ARGV: deployment key prefix, holds key prefix, now_ms, request ids...
 _SUMMARIES = """
 local now = tonumber(ARGV[3])
 local out = {}
-for _, rid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for a = 4, #ARGV do
+  local rid = ARGV[a]
   local f = redis.call('HMGET', ARGV[1] .. rid, 'rank', 'draining', 'sockets', 'usage')
   local committed, reserved = 0, 0
   local flat = redis.call('HGETALL', ARGV[2] .. rid)
@@ -79,11 +81,14 @@ for _, rid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
       reserved = reserved + tonumber(size)
     end
   end
-  local row = {rid, f[1] or '', f[2] or '', f[3] or '', f[4] or '', committed, reserved}
-  out[#out + 1] = table.concat(row, '|')
+  if f[1] then
+    local row = {rid, f[1], f[2] or '', f[3] or '', f[4] or '', committed, reserved}
+    out[#out + 1] = table.concat(row, '|')
+  end
 end
 return table.concat(out, '\\n')
 """
+SUMMARY_CHUNK = 100
 
 
 def _count(text: str) -> int | None:
@@ -108,10 +113,13 @@ class PlacementStore:
     async def summaries(self, app: str, version: str, now: float) -> list[HoldsSummary]:
         """Status, draining, sockets, usage and held sockets of every deployment of an app version."""
         k = self.keys
-        text = await self._summaries(
-            keys=[k.app_deployments(app, version)], args=[k.deployment(""), k.holds(""), int(now * 1000)]
-        )
-        return [_summary(line) for line in str(text).split("\n") if line]
+        ids = sorted(str(i) for i in await self.redis.smembers(k.app_deployments(app, version)))
+        prefixes: list[str | int] = [k.deployment(""), k.holds(""), int(now * 1000)]
+        out: list[HoldsSummary] = []
+        for start in range(0, len(ids), SUMMARY_CHUNK):
+            text = await self._summaries(keys=[], args=[*prefixes, *ids[start : start + SUMMARY_CHUNK]])
+            out.extend(_summary(line) for line in str(text).split("\n") if line)
+        return out
 
     # --- telemetry rankings -------------------------------------------------------------------
     # One hash per network: `at` and `partial` are read every second by each web process to see
