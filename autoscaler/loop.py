@@ -169,6 +169,13 @@ class ScalerLoop:
                 event(log, "scaler_redis_error", logging.WARNING, error=type(err).__name__)
                 self._set_leader(False)
                 leading = False
+            except Exception:
+                # A bug or a record we cannot read must not stop the scaling of every other policy.
+                if once:
+                    raise
+                log.exception("scaler_step_failed")
+                await asyncio.sleep(ERROR_PAUSE_S)
+                leading = self.leader
             if once:
                 return
             try:

@@ -133,3 +133,30 @@ async def test_players_are_never_stopped_when_maximum_drops_below_count(
         assert [d["request_id"] for d in live_on_platform(sim)] == [busy[1]]
     finally:
         await scaler.stop()
+
+
+@pytest.mark.parametrize(
+    ("caps", "limit"),
+    [
+        ({"account_max_deployments": 2}, "account_deployments"),
+        ({"account_max_creates_per_minute": 2}, "account_creates_per_minute"),
+    ],
+)
+async def test_account_caps_hold_across_policies(
+    redis_url: str, prefix: str, sim: RunningSim, caps: dict[str, int], limit: str
+) -> None:
+    sim.setup_app(sockets=4)
+    services = services_for(settings_for(redis_url, prefix, **caps), sim)
+    await setup_fleet(services.store, minimum=2, maximum=4)
+    await setup_fleet(services.store, name="us", minimum=2, maximum=4)
+    scaler = start_scaler(services, "a")
+    try:
+        await eventually(lambda: calls(sim, "deploy") == 2, what="the first two creates")
+        await asyncio.sleep(1.5)
+        assert calls(sim, "deploy") == 2  # the two policies want 4 between them
+        limited = {d.get("limited") for d in await services.store.fleets.decisions("f")}
+        assert limit in limited
+    finally:
+        await scaler.stop()
+        await services.store.wipe()
+        await close_services(services)
