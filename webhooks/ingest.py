@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 
 from fleet.bootstrap import Clock
 from fleet.logging import event
-from fleet.models import SessionState
 from fleet.store import Store
 from webhooks.parse import CountNote, ParsedDeployment, ParsedSession, ParsedTelemetry
 
 log = logging.getLogger("webhooks.ingest")
-
-FINAL_SESSION_STATES = (SessionState.UNPROCESSABLE, SessionState.ERROR, SessionState.TERMINATING)
 
 
 class Result(enum.StrEnum):
@@ -127,10 +124,6 @@ class Ingest:
             state=applied.state.value,
             previous=applied.previous.value if applied.previous else None,
         )
-        if applied.state in FINAL_SESSION_STATES and applied.deployment_request_id:
-            # The platform says the session is not (or no longer) on that deployment: its sockets
-            # go back, or a confirmed hold would keep them forever.
-            await self.store.deployments.release(applied.deployment_request_id, ours, self.clock())
         return Outcome(Result.TRANSITION, (("session", applied.state.value),))
 
     async def telemetry(self, parsed: ParsedTelemetry) -> Outcome:

@@ -4,7 +4,8 @@ Our session state only moves forward: WAITING < READY (linked) < UNPROCESSABLE |
 TERMINATING. The last three are final and none replaces another, so a late or duplicated callback
 never moves a session back, and each transition is applied, and announced on the event stream
 (`kind=session`), exactly once: the record is rewritten with WATCH/MULTI and the event is part of
-the same transaction.
+the same transaction. A session the platform calls unprocessable, failed or terminating gives its
+sockets back: its hold on the deployment is released.
 
 The platform's session id is mapped to ours (`SessionStore.link_platform_id`) by the allocator
 after its create call returns, and the platform may call back before that. Such a callback is
@@ -17,17 +18,20 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from fleet.models import SessionRecord, SessionState
 from fleet.store.coord import EVENTS_MAXLEN
+from fleet.store.deployments import DeploymentStore
 from fleet.store.keys import Keys
 
 PENDING_KEEP_S = 600.0  # an early callback waits this long for its mapping
 MAX_WATCH_RETRIES = 50  # concurrent writers of one session are rare; this bounds a pathological race
 
+FINAL_STATES = (SessionState.UNPROCESSABLE, SessionState.ERROR, SessionState.TERMINATING)
 SESSION_RANK = {
     SessionState.WAITING: 0,
     SessionState.LINKED: 1,
@@ -95,21 +99,29 @@ class SessionReportResult:
     deployment_request_id: str = ""  # where our record says the session is
 
 
-def advance_record(record: SessionRecord, report: SessionReport, now: float) -> SessionRecord | None:
-    """The record after the report, or None when the report changes nothing."""
+def advance_record(record: SessionRecord, report: SessionReport, now: float) -> SessionRecord:
+    """The record after the report (the same object when the report changes nothing).
+
+    The state moves forward only. Facts that a session keeps for life (when it was first heard
+    linked, where, the platform's id) fill empty fields even from a report that came too late to
+    move the state, so they end the same in any delivery order.
+    """
     new = report.state
-    if new is None or not session_may_advance(record.state, new):
-        return None
-    changes: dict[str, object] = {"state": new}
+    if new is None:
+        return record
+    changes: dict[str, object] = {}
+    if session_may_advance(record.state, new):
+        changes["state"] = new
+        if new in (SessionState.UNPROCESSABLE, SessionState.ERROR) and report.error:
+            changes["error"] = report.error
     if not record.platform_session_id:
         changes["platform_session_id"] = report.platform_session_id
     if new is SessionState.LINKED:
-        changes["linked_at"] = record.linked_at or now
+        if record.linked_at is None:
+            changes["linked_at"] = now
         if not record.deployment_request_id and report.deployment_request_id:
             changes["deployment_request_id"] = report.deployment_request_id
-    if new in (SessionState.UNPROCESSABLE, SessionState.ERROR) and report.error:
-        changes["error"] = report.error
-    return record.model_copy(update=changes)
+    return record.model_copy(update=changes) if changes else record
 
 
 class SessionReports:
@@ -117,6 +129,7 @@ class SessionReports:
         self.redis = redis
         self.keys = keys
         self._dequeue = dequeue
+        self._holds = DeploymentStore(redis, keys)
         self._park = redis.register_script(_PARK)
         self._link = redis.register_script(_LINK)
 
@@ -151,32 +164,40 @@ class SessionReports:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
                     if not raw:
-                        await pipe.reset()
+                        await pipe.reset()  # type: ignore[no-untyped-call]
                         return SessionReportResult(session_id, False, False, None, None)
                     record = SessionRecord.model_validate_json(raw)
                     updated = advance_record(record, report, now)
-                    if updated is None:
-                        await pipe.reset()
-                        return SessionReportResult(
-                            session_id, True, False, record.state, record.state, record.deployment_request_id
-                        )
-                    pipe.multi()
-                    pipe.set(key, updated.model_dump_json(), keepttl=True)
-                    pipe.xadd(
-                        self.keys.events(), self._event(updated), maxlen=EVENTS_MAXLEN, approximate=True
-                    )
-                    await pipe.execute()
+                    transition = updated.state is not record.state
+                    if updated is record:
+                        await pipe.reset()  # type: ignore[no-untyped-call]
+                    else:
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.set(key, updated.model_dump_json(), keepttl=True)
+                        if transition:
+                            event = self._event(updated)
+                            pipe.xadd(self.keys.events(), event, maxlen=EVENTS_MAXLEN, approximate=True)
+                        await pipe.execute()
                 except WatchError:
                     continue
-                if record.state is SessionState.WAITING:
+                if transition and record.state is SessionState.WAITING:
                     await self._dequeue(updated)  # idempotent: only the first caller changes demand
+                if (
+                    report.state in FINAL_STATES
+                    and updated.state in FINAL_STATES
+                    and updated.deployment_request_id
+                ):
+                    # The platform says the session is not (or no longer) on that deployment: its
+                    # sockets go back, or a confirmed hold would keep them forever. Idempotent, so a
+                    # duplicate repeats it (repairing a crash between the write and this).
+                    await self._holds.release(updated.deployment_request_id, session_id, now)
                 return SessionReportResult(
-                    session_id, True, True, record.state, updated.state, updated.deployment_request_id
+                    session_id, True, transition, record.state, updated.state, updated.deployment_request_id
                 )
         raise SessionContended(f"session {session_id} kept changing under {MAX_WATCH_RETRIES} attempts")
 
     @staticmethod
-    def _event(record: SessionRecord) -> dict[str, str]:
+    def _event(record: SessionRecord) -> dict[Any, Any]:  # redis-py's field types are invariant
         return {
             "kind": "session",
             "session_id": record.session_id,
