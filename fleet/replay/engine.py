@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from allocator.outlook import PolicyRoom, outlook
-from allocator.placement import Ask, Candidate, Exclusion, place
+from allocator import placement
+from allocator.placement import Ask, Candidate, Exclusion
 from allocator.placement import Point as AskPoint
 from autoscaler.demand import choose
 from codema.sim.geo import LOCATIONS
@@ -45,14 +46,16 @@ from fleet.models import Status
 from fleet.replay.inputs import ReplayInputs
 from fleet.replay.players import Players
 from fleet.replay.units import ENDED, PENDING, SERVING, STOPPING, Dep, FleetPlan, Unit, build_units
-from fleet.replay.world import FastSeats, ReplayWorld, Seats, SessionSeats
+from fleet.replay.world import ReplayWorld, SessionSeats
 
 INF = math.inf
 NO_TELEMETRY: dict[str, Any] = {}
 TELEMETRY_TTL_S = 300.0
 
-# Player states.
-NEW, SEATED, WAITING, SEATED_LATE, REFUSED, LEFT = 0, 1, 2, 3, 4, 5
+# Player states; the last one of each player says what happened to it (counted at the end).
+NEW, SEATED, WAITING, SEATED_LATE, REFUSED_AT_ONCE, REFUSED_AFTER_WAIT, LEFT, LEFT_LATE = range(8)
+# How placement reads `place` (Engine._mode).
+BY_ORDER, BY_PLACE, EVERY = range(3)
 # Timer kinds.
 T_DEPART, T_DEADLINE, T_SAMPLE, T_SCALER, T_RECHECK = 0, 1, 2, 3, 4
 
@@ -133,11 +136,11 @@ class Engine:
         self._create_versions(plan, ttl)
         self.units = build_units(plan, inputs, ttl, self.now)
         self.version = plan.player_version
-        self.seats: Seats = (
-            SessionSeats(self.world, self.version.app, self.version.version)
-            if world_sessions
-            else FastSeats(self.world)
-        )
+        if world_sessions:
+            seats = SessionSeats(self.world, self.version.app, self.version.version)
+            self._take, self._release = seats.take, seats.release
+        else:
+            self._take, self._release = self.world.seat, self.world.unseat
         self.heap: list[tuple[float, int, int, Any]] = []
         self._seq = 0
         self.deps: dict[str, Dep] = {}
@@ -149,11 +152,14 @@ class Engine:
         self.room_count: dict[tuple[float, float], int] = {}
         self.asks = [Ask(1, players=(AskPoint(r.latitude, r.longitude),)) for r in inputs.regions]
         self._points: dict[tuple[float, float], AskPoint] = {}
-        self.preference = [None if exact else self._preference(a) for a in self.asks]
+        modes = [(EVERY, None) if exact else self._mode(a) for a in self.asks]
+        self.modes = [m for m, _ in modes]
+        self.preference = [order for _, order in modes]
         # Players.
         n = len(players)
         self.state = bytearray(n)
         self.seat_of: list[Dep | None] = [None] * n
+        self.arrived = 0  # players who arrived so far (index of the next one)
         self.waiting: deque[int] = deque()
         self.wait_by_region = [0] * len(inputs.regions)
         self.online_by_region = [0] * len(inputs.regions)
@@ -185,24 +191,30 @@ class Engine:
                 },
             )
 
-    def _preference(self, ask: Ask) -> tuple[tuple[float, float], ...] | None:
-        """The order in which `place` prefers the platform's places for this player position, read
-        from `place` itself; None when that order is not all that decides (then `place` is asked at
-        every placement). It is all that decides when: at one place the fuller deployment wins, then
-        the lower id; and between two places the same one wins whatever their free sockets and ids
-        (no tie, free sockets not weighed across places)."""
+    def _place(self, region: int, candidates: list[Candidate], limit: int = 1) -> Dep | None:
+        decision = placement.place(self.asks[region], candidates, NO_TELEMETRY, self.now, TELEMETRY_TTL_S, limit)
+        return self.deps[decision.order[0]] if decision.order else None
+
+    def _mode(self, ask: Ask) -> tuple[int, tuple[tuple[float, float], ...] | None]:
+        """How much of `place`'s answer for this player position can be read in advance, asked
+        of `place` itself:
+        - BY_ORDER: at one place the fuller deployment wins, then the lower id; and between two
+          places the same one always wins, whatever their free sockets and ids. Then the answer is
+          the preferred deployment of the first place with room in a fixed order of places.
+        - BY_PLACE: the first holds but two places tie: `place` is shown the preferred deployment
+          of each place with room.
+        - EVERY: `place` is shown every deployment at every placement."""
         points = sorted({(loc.latitude, loc.longitude) for loc in LOCATIONS})
 
         def first(*cands: tuple[str, int, tuple[float, float]]) -> tuple[float, float]:
-            chosen = place(ask, [Candidate(r, f, point=self._point(p)) for r, f, p in cands], NO_TELEMETRY, 0.0,
-                           TELEMETRY_TTL_S, limit=1)  # fmt: skip
-            return next(p for r, _, p in cands if r == chosen.order[0])
+            decision = placement.place(ask, [Candidate(r, f, point=self._point(p)) for r, f, p in cands],
+                                       NO_TELEMETRY, 0.0, TELEMETRY_TTL_S, 1)  # fmt: skip
+            return next(p for r, _, p in cands if r == decision.order[0])
 
         here = points[0]
-        at_here = place(ask, [Candidate(r, f, point=self._point(here)) for r, f in (("b", 2), ("a", 5), ("c", 2))],
-                        NO_TELEMETRY, 0.0, TELEMETRY_TTL_S, limit=1)  # fmt: skip
-        if at_here.order != ("b",):
-            return None
+        at_here = [Candidate(r, f, point=self._point(here)) for r, f in (("b", 2), ("a", 5), ("c", 2))]
+        if placement.place(ask, at_here, NO_TELEMETRY, 0.0, TELEMETRY_TTL_S, 1).order != ("b",):
+            return EVERY, None
         order: list[tuple[float, float]] = []
         left = list(points)
         while left:
@@ -213,8 +225,8 @@ class Engine:
             for q in order[i + 1 :]:
                 for cands in ((("a", 9, p), ("b", 1, q)), (("b", 1, p), ("a", 9, q)), (("b", 9, p), ("a", 1, q))):
                     if first(*cands) != p:
-                        return None
-        return tuple(order)
+                        return BY_PLACE, None
+        return BY_ORDER, tuple(order)
 
     # --- timers ----------------------------------------------------------------------------------
     def push(self, at: float, kind: int, payload: Any) -> None:
@@ -224,7 +236,7 @@ class Engine:
     # --- the loop --------------------------------------------------------------------------------
     def run(self) -> Tally:
         p = self.players
-        arrive, length, region = p.arrive, p.length, p.region
+        arrive, region = p.arrive, p.region
         leave_at, leave_order = p.leave_at, p.leave_order
         n = len(p)
         state = self.state
@@ -236,12 +248,19 @@ class Engine:
         i = j = 0
         ta = arrive[0] if n else INF
         td = leave_at[0] if n else INF
+        arrive_, leave_ = self._arrive, self._leave
+        seen = -1  # world.scheduled when next_due() was last read
+        tw = INF
         while True:
+            if world.scheduled != seen or tw <= self.now:
+                seen = world.scheduled
+                due = world.next_due()
+                tw = INF if due is None else due
             th = heap[0][0] if heap else INF
-            tw = world.next_due()
-            if tw is None:
-                tw = INF
-            t = min(ta, td, th, tw)
+            t = ta if ta < td else td
+            other = th if th < tw else tw
+            if other <= t:
+                t = other
             if t > end:
                 break
             self.now = t
@@ -255,11 +274,12 @@ class Engine:
                 j += 1
                 td = leave_at[j] if j < n else INF
                 if state[who] == SEATED:
-                    self._leave(who)
+                    leave_(who, False)
             else:
-                self._arrive(i, region[i], arrive[i], length[i])
+                arrive_(i, region[i])
                 i += 1
                 ta = arrive[i] if i < n else INF
+        self.arrived = i
         self.now = end
         self._finish()
         return self.tally
@@ -267,7 +287,7 @@ class Engine:
     def _timer(self, kind: int, payload: Any) -> None:
         if kind == T_DEPART:
             if self.state[payload] == SEATED_LATE:
-                self._leave(payload)
+                self._leave(payload, True)
         elif kind == T_DEADLINE:
             if self.state[payload] == WAITING:
                 self._refuse_waiting(payload)
@@ -281,46 +301,51 @@ class Engine:
                 self.push(min(self.now + self.inputs.sample_every_s, self.t1), T_SAMPLE, None)
 
     # --- players ---------------------------------------------------------------------------------
-    def _arrive(self, who: int, region: int, at: float, length: float) -> None:
-        measured = at >= self.t0
-        if measured:
-            self.tally.arrived += 1
-        dep = self.place(region)
+    def _arrive(self, who: int, region: int) -> None:
+        """A player asks for a session: placed at once, or waiting, or refused."""
+        rooms = self.room_count
+        order = self.preference[region]
+        if rooms and order is not None:
+            # `place`'s choice: the fullest (then lowest id) deployment at the first place with room.
+            for point in order:
+                if point in rooms:
+                    for ids in self.rooms[point]:
+                        if ids:
+                            self.state[who] = SEATED
+                            self._seat(who, region, self.deps[ids[0]])
+                            return
+        dep = self.place(region) if rooms else None
         if dep is not None:
             self.state[who] = SEATED
             self._seat(who, region, dep)
-            if measured:
-                self.tally.seated_now += 1
-            return
-        if not self._can_wait():
-            self.state[who] = REFUSED
-            if measured:
-                self.tally.refused_at_once += 1
-            return
-        self.state[who] = WAITING
-        self.waiting.append(who)
-        self.wait_by_region[region] += 1
-        self.push(at + self.inputs.max_wait_s, T_DEADLINE, who)
-        unit = self.unit_of_region(region)
-        if unit is not None:
-            unit.waiting += 1
-            unit.replan = True
-            self._changed(unit)
+        elif not self._can_wait():
+            self.state[who] = REFUSED_AT_ONCE
+        else:
+            self.state[who] = WAITING
+            self.waiting.append(who)
+            self.wait_by_region[region] += 1
+            self.push(self.players.arrive[who] + self.inputs.max_wait_s, T_DEADLINE, who)
+            unit = self.unit_of_region(region)
+            if unit is not None:
+                unit.waiting += 1
+                unit.replan = True
+                self._changed(unit)
 
     def _seat(self, who: int, region: int, dep: Dep) -> None:
         """The player takes one socket of `dep` (READY, with room)."""
         rid = dep.rid
-        self.seats.take(who, rid)
+        self._take(who, rid)
         self.seat_of[who] = dep
         self.online_by_region[region] += 1
         free = dep.sockets - dep.players
         dep.players += 1
         dep.obs = None
         # One socket fewer at its place, in the placement index.
-        ids = self.rooms[dep.point][free]
+        lists = self.rooms[dep.point]
+        ids = lists[free]
         del ids[bisect_left(ids, rid)]
         if free > 1:
-            insort(self.rooms[dep.point][free - 1], rid)
+            insort(lists[free - 1], rid)
             dep.indexed = free - 1
         else:
             self._unroom(dep.point)
@@ -329,19 +354,21 @@ class Engine:
         unit.used += 1
         if free == dep.sockets:
             dep.empty_since = None
-            unit.empty_ready.pop(rid, None)
+            del unit.empty_ready[rid]
             unit.replan = True
-        self._changed(unit)
+        if unit.over_since is None and unit.used + unit.waiting >= unit.spec.threshold * unit.cap_serving:
+            self._utilisation(unit)
+        self.scaler.changed(unit)
 
-    def _leave(self, who: int) -> None:
+    def _leave(self, who: int, late: bool) -> None:
         dep = self.seat_of[who]
         self.seat_of[who] = None
-        self.state[who] = LEFT
+        self.state[who] = LEFT_LATE if late else LEFT
         self.online_by_region[self.players.region[who]] -= 1
         if dep is None or dep.bucket != SERVING:
             return  # its deployment ended under it (counted as dropped then)
         rid = dep.rid
-        self.seats.release(who, rid)
+        self._release(who, rid)
         dep.players -= 1
         dep.obs = None
         free = dep.sockets - dep.players
@@ -359,23 +386,22 @@ class Engine:
             dep.empty_since = self.now
             unit.empty_ready[rid] = self.now
             unit.replan = True
-        self._changed(unit)
+        if unit.over_since is not None:
+            self._utilisation(unit)
+        self.scaler.changed(unit)
 
     def _seat_waiting(self, who: int, dep: Dep) -> None:
         region = self.players.region[who]
         self.state[who] = SEATED_LATE
         self._unwait(who, region)
         if self.players.arrive[who] >= self.t0:
-            self.tally.waited += 1
             self.tally.waits_s.append(self.now - self.players.arrive[who])
         self._seat(who, region, dep)
         self.push(self.now + self.players.length[who], T_DEPART, who)
 
     def _refuse_waiting(self, who: int) -> None:
-        self.state[who] = REFUSED
+        self.state[who] = REFUSED_AFTER_WAIT
         self._unwait(who, self.players.region[who])
-        if self.players.arrive[who] >= self.t0:
-            self.tally.refused_after_wait += 1
 
     def _unwait(self, who: int, region: int) -> None:
         self.wait_by_region[region] -= 1
@@ -482,18 +508,17 @@ class Engine:
         """The deployment `allocator.placement.place` picks for one player of `region`, or None.
 
         Deployments at one place score the same (geography: there is no telemetry in virtual time)
-        and among equal scores `place` packs: fewest free sockets, then lowest id. So the answer is
-        the representative of the first place with room in the region's preference order, which
-        `_preference` read from `place` at setup (and checked). Without such an order, `place` is
-        shown one representative per place with room."""
-        if self.exact:
+        and among equal scores `place` packs: fewest free sockets, then lowest id. So, in mode
+        BY_ORDER (see `_mode`), the answer is the preferred deployment of the first place with
+        room in the region's order of places."""
+        mode = self.modes[region]
+        if mode == EVERY:
             return self._place_all(region)
         rooms = self.room_count
         if not rooms:
             return None
-        order = self.preference[region]
-        if order is not None:
-            for point in order:
+        if mode == BY_ORDER:
+            for point in self.preference[region] or ():
                 if point in rooms:
                     return self.deps[self._representative(point)[0]]
             return None
@@ -501,11 +526,10 @@ class Engine:
         for point in rooms:
             rid, free = self._representative(point)
             reps.append(Candidate(rid, free, None, frozenset(), self._point(point)))
-        decision = place(self.asks[region], reps, NO_TELEMETRY, self.now, TELEMETRY_TTL_S, limit=1)
-        return self.deps[decision.order[0]] if decision.order else None
+        return self._place(region, reps)
 
     def _place_all(self, region: int) -> Dep | None:
-        """Every live deployment as the allocator's candidate cache shows it (for checking)."""
+        """Every live deployment as the allocator's candidate cache shows it."""
         candidates = []
         for d in self.deps.values():
             blocked = None
@@ -514,8 +538,7 @@ class Engine:
             elif d.bucket == STOPPING:
                 blocked = Exclusion.DRAINING
             candidates.append(Candidate(d.rid, d.sockets - d.players, blocked, frozenset(), self._point(d.point)))
-        decision = place(self.asks[region], candidates, NO_TELEMETRY, self.now, TELEMETRY_TTL_S)
-        return self.deps[decision.order[0]] if decision.order else None
+        return self._place(region, candidates, placement.DEFAULT_LIMIT)
 
     # --- deployments -----------------------------------------------------------------------------
     def account_room(self) -> int:
@@ -620,6 +643,9 @@ class Engine:
             self._reclass(dep)
         elif new == STOPPING:
             unit.n_stopping += 1
+            if not dep.stopping and self.now >= self.t0:
+                unit.stops += 1  # the platform ended it by itself (empty_ttl, max_duration)
+                self.tally.stops += 1
         elif new == ENDED:
             self._account(unit)
             del unit.deps[dep.rid]
@@ -655,6 +681,18 @@ class Engine:
             unit.over_s += self._span(unit.over_since)
             unit.over_since = None
 
+    def _count_players(self) -> None:
+        """What happened to the players who arrived in the window, from their last state."""
+        first = bisect_left(self.players.arrive, self.t0)
+        outcome = self.state[first : self.arrived]
+        t = self.tally
+        t.arrived = len(outcome)
+        t.seated_now = outcome.count(SEATED) + outcome.count(LEFT)
+        t.waited = outcome.count(SEATED_LATE) + outcome.count(LEFT_LATE)
+        t.refused_at_once = outcome.count(REFUSED_AT_ONCE)
+        t.refused_after_wait = outcome.count(REFUSED_AFTER_WAIT)
+        t.still_waiting = outcome.count(WAITING)
+
     def _sample(self) -> None:
         self.tally.samples.append(
             {
@@ -672,9 +710,7 @@ class Engine:
             if unit.over_since is not None:
                 unit.over_s += self._span(unit.over_since)
                 unit.over_since = None
-        self.tally.still_waiting = sum(
-            1 for who in self.waiting if self.state[who] == WAITING and self.players.arrive[who] >= self.t0
-        )
+        self._count_players()
         if self.exact:
             # The ground truth agrees with what the replay believed (sockets, live deployments).
             truth = {d.request_id: d for d in self.world.list_deployments()}

@@ -74,7 +74,7 @@ class Ours:
         before = window.current
         demand = unit.used + unit.waiting
         if demand != before:
-            window.set(self.e.now, demand)
+            window.set(self.engine.now, demand)  # type: ignore[union-attr]
         spec = unit.spec
         if self.exhaustive:
             self.decide(unit)
@@ -287,7 +287,9 @@ class Platform:
         unit.flag = over
 
     def structural(self, unit: Unit, dep: Dep, old: int, new: int) -> None:
-        self._minimum(unit)
+        if unit.spec.enabled and unit.effective < unit.spec.minimum:
+            self.e.create(unit, unit.spec.minimum - unit.effective)
+        self.changed(unit)  # losing capacity can cross the threshold too
 
     def timer(self, payload: Any) -> None:
         return None

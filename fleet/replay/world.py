@@ -23,13 +23,18 @@ from codema.sim.records import GeoIp, SessionSpec, Status, Unprocessable
 from codema.sim.state import Clock
 from codema.sim.world import World, WorldConfig
 
-__all__ = ["FastSeats", "ReplayWorld", "Seats", "SessionSeats"]
+__all__ = ["ReplayWorld", "Seats", "SessionSeats"]
 
 
 class ReplayWorld(World):
     def __init__(self, clock: Clock, rng: random.Random, config: WorldConfig | None = None) -> None:
-        super().__init__(clock, rng, config)
         self.touched: list[str] = []
+        self.scheduled = 0
+        super().__init__(clock, rng, config)
+
+    def schedule(self, due: float, action: str, key: str) -> None:
+        super().schedule(due, action, key)
+        self.scheduled += 1  # the engine re-reads next_due() only after this moved
 
     def _apply(self, action: str, key: str) -> None:
         super()._apply(action, key)
@@ -41,17 +46,20 @@ class ReplayWorld(World):
         return out
 
     # The engine applies the world's due transitions before every event, so these two only bring the
-    # world's clock along when they need it (the empty clock).
-    def seat(self, request_id: str) -> None:
+    # world's clock along when they need it (the empty clock). `player` is not used: a fast seat has
+    # no session record.
+    def seat(self, player: int, request_id: str) -> None:
         d = self.deployments[request_id]
-        if not d.accepts_sessions() or d.free < 1:
+        if d.status is not Status.READY or d.stop_requested is not None or not d.is_joinable or (
+            d.sockets is not None and d.used >= d.sockets
+        ):
             raise Unprocessable(f"deployment {request_id} has no free socket")
         d.used += 1
         d.empty_since = None
 
-    def unseat(self, request_id: str) -> None:
+    def unseat(self, player: int, request_id: str) -> None:
         d = self.deployments[request_id]
-        if d.terminal:
+        if d.status is not Status.READY and d.status.terminal:
             return  # its sessions ended with it
         d.used = max(0, d.used - 1)
         if d.used == 0 and not d.session_ids and d.status is Status.READY:
@@ -63,17 +71,6 @@ class Seats(Protocol):
     def take(self, player: int, request_id: str) -> None: ...
 
     def release(self, player: int, request_id: str) -> None: ...
-
-
-class FastSeats:
-    def __init__(self, world: ReplayWorld) -> None:
-        self.world = world
-
-    def take(self, player: int, request_id: str) -> None:
-        self.world.seat(request_id)
-
-    def release(self, player: int, request_id: str) -> None:
-        self.world.unseat(request_id)
 
 
 class SessionSeats:

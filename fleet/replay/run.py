@@ -1,0 +1,163 @@
+"""Run a replay: draw the players once, compute the lower bound, run each policy (in parallel
+processes when asked), and gather what each measured into plain, JSON-ready dictionaries."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from fleet.replay.engine import Engine, Tally
+from fleet.replay.inputs import ReplayInputs
+from fleet.replay.players import Players, generate, lower_bound
+from fleet.replay.scalers import SCALERS, Ours
+from fleet.replay.units import FleetPlan
+
+POLICIES = ("ours", "platform", "agones")
+
+# What forked workers inherit (set just before the pool starts).
+_SHARED: tuple[ReplayInputs, FleetPlan, Players] | None = None
+
+
+def quantile(sorted_values: Sequence[float], q: float, zeros: int = 0) -> float:
+    """Nearest-rank quantile of `zeros` zeros followed by `sorted_values` (ascending)."""
+    n = zeros + len(sorted_values)
+    if n == 0:
+        return 0.0
+    k = max(1, math.ceil(q * n)) - 1
+    return 0.0 if k < zeros else float(sorted_values[k - zeros])
+
+
+def distribution(sorted_values: Sequence[float], zeros: int = 0) -> dict[str, float]:
+    n = zeros + len(sorted_values)
+    return {
+        "count": n,
+        "mean": (sum(sorted_values) / n) if n else 0.0,
+        "p50": quantile(sorted_values, 0.5, zeros),
+        "p90": quantile(sorted_values, 0.9, zeros),
+        "p99": quantile(sorted_values, 0.99, zeros),
+        "p999": quantile(sorted_values, 0.999, zeros),
+        "max": float(sorted_values[-1]) if sorted_values else 0.0,
+    }
+
+
+def run_policy(
+    inputs: ReplayInputs,
+    plan: FleetPlan,
+    players: Players,
+    name: str,
+    *,
+    exhaustive: bool = False,
+) -> dict[str, Any]:
+    """One policy over the whole replay; the result is plain data (it crosses process boundaries)."""
+    scaler = Ours(exhaustive=exhaustive) if name == "ours" else SCALERS[name]()
+    decisions: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    engine = Engine(inputs, plan, players, scaler, exact=exhaustive, on_decision=decisions.append)
+    tally = engine.run()
+    wall_s = time.perf_counter() - started
+    return summarise(name, engine, tally, scaler.stats(), decisions, wall_s)
+
+
+def summarise(
+    name: str,
+    engine: Engine,
+    tally: Tally,
+    scaler_stats: dict[str, Any],
+    decisions: list[dict[str, Any]],
+    wall_s: float,
+) -> dict[str, Any]:
+    waits = sorted(tally.waits_s)
+    refused = tally.refused_at_once + tally.refused_after_wait
+    units = {
+        u.label: {
+            "deployment_hours": u.live_s / 3600,
+            "creates": u.creates,
+            "stops": u.stops,
+            "over_threshold_h": u.over_s / 3600,
+        }
+        for u in engine.units
+    }
+    mapping = engine.unit_of_region
+    return {
+        "policy": name,
+        "deployment_hours": sum(u.live_s for u in engine.units) / 3600,
+        "creates": tally.creates,
+        "stops": tally.stops,
+        "errors": tally.errors,
+        "limited_creates": tally.limited_creates,
+        "over_threshold_h": sum(u.over_s for u in engine.units) / 3600,
+        "players": {
+            "arrived": tally.arrived,
+            "placed_at_once": tally.seated_now,
+            "waited": tally.waited,
+            "refused": refused,
+            "refused_at_once": tally.refused_at_once,
+            "refused_after_wait": tally.refused_after_wait,
+            "still_waiting_at_end": tally.still_waiting,
+            "dropped": tally.dropped,
+        },
+        "wait_s": distribution(waits),
+        "time_to_session_s": distribution(waits, zeros=tally.seated_now),
+        "units": units,
+        "scaler": scaler_stats,
+        "wall_s": wall_s,
+        "samples": tally.samples,
+        "unit_labels": [u.label for u in engine.units],
+        "region_units": [
+            (lambda u: u.index if u is not None else None)(mapping(r)) for r in range(len(engine.inputs.regions))
+        ],
+        "decisions": decisions,
+    }
+
+
+def _run_shared(name: str) -> dict[str, Any]:
+    assert _SHARED is not None
+    inputs, plan, players = _SHARED
+    return run_policy(inputs, plan, players, name)
+
+
+def replay(
+    inputs: ReplayInputs,
+    plan: FleetPlan,
+    policies: Sequence[str] = POLICIES,
+    *,
+    jobs: int | None = None,
+    exhaustive: bool = False,
+) -> dict[str, Any]:
+    """Every policy asked for, the lower bound, and the players they all served."""
+    global _SHARED
+    started = time.perf_counter()
+    players = generate(inputs)
+    drawn = time.perf_counter()
+    # One process per policy by default, even on fewer cores: the OS shares them out evenly.
+    jobs = max(1, min(jobs or len(policies), len(policies)))
+    results: dict[str, dict[str, Any]] = {}
+    if jobs > 1 and not exhaustive:
+        _SHARED = (inputs, plan, players)
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {name: pool.submit(_run_shared, name) for name in policies}
+                bound = lower_bound(players, inputs)
+                results = {name: f.result() for name, f in futures.items()}
+        finally:
+            _SHARED = None
+    else:
+        bound = lower_bound(players, inputs)
+        for name in policies:
+            results[name] = run_policy(inputs, plan, players, name, exhaustive=exhaustive)
+    for result in results.values():
+        result["vs_lower_bound"] = (
+            result["deployment_hours"] / bound["deployment_hours"] if bound["deployment_hours"] else None
+        )
+    return {
+        "players_drawn_s": drawn - started,
+        "wall_s": time.perf_counter() - started,
+        "lower_bound": bound,
+        "policies": results,
+        "players": players,
+    }
