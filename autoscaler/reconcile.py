@@ -32,7 +32,7 @@ from fleet.store import AppVersionFacts
 
 log = logging.getLogger("autoscaler.reconcile")
 
-LIST_GRACE_S = 30.0  # a deployment created this recently may not be in a list read just before
+LIST_GRACE_S = 2.0  # margin for a deployment recorded just before the list was read
 STOP_RETRY_S = 120.0  # a drained deployment still running this long after its stop: stop again
 POLL_RATE_PER_S = 4.0  # status polls per second (the platform allows 20/s for everyone)
 POLL_FRESH_S = 3.0  # starting or stopping deployments heard from within this are not polled
@@ -61,6 +61,7 @@ class Reconciler:
 
     # --- the full list ------------------------------------------------------------------------------
     async def reconcile(self, token: int, now: float) -> ReconcileResult:
+        asked_at = self.services.clock()
         try:
             items = await self.services.client.list_deployments()
         except PlatformError as err:
@@ -81,8 +82,11 @@ class Reconciler:
         for item in items:
             adopted += await self._absorb(item, known.get(item.request_id), now)
         live = await store.deployments.live(now)
+        # Recorded before the list was asked for, yet not in it: it ended (to be confirmed by a poll).
         self.suspects = {
-            d.request_id for d in live if d.request_id not in listed and now - d.created_at > LIST_GRACE_S
+            d.request_id
+            for d in live
+            if d.request_id not in listed and d.created_at < asked_at - LIST_GRACE_S
         }
         restops = await self._redrive_stops(live, token, now)
         SCALER_RECONCILES.labels("ok").inc()

@@ -104,7 +104,7 @@ async def test_errors_back_off_degrade_and_one_ready_recovers(make: ServicesFact
             state = await services.store.fleets.policy_state("f", "eu")
             return state if int(state.get("error_streak") or 0) >= 2 else None
 
-        state = await eventually(degraded, timeout_s=15, what="two errors in a row")
+        state = await eventually(degraded, timeout_s=30, what="two errors in a row")
         assert state["degraded"] == "1" and state["last_error"]
         # Backing off 1 s then 1.5 s (capped): far fewer creates than one per boot time.
         created = calls(sim, "deploy")
