@@ -223,14 +223,17 @@ class Allocator:
         )
 
     async def platform_failed(self, session_id: str) -> None:
-        """The platform said a session we linked is unprocessable or in error (webhook ingest):
-        free its sockets and tell the client. Only the process that removed the hold notifies."""
+        """The platform said a session we linked is unprocessable or in error (the webhook ingest
+        recorded it and released its hold): make sure the sockets are free here too and tell the
+        client, once across all web processes."""
         record = await self.store.sessions.get(session_id)
         if record is None or record.state not in (SessionState.UNPROCESSABLE, SessionState.ERROR):
             return
         rid = record.deployment_request_id
-        if rid and await self.store.deployments.release(rid, session_id, self.clock()):
+        if rid:
+            await self.store.deployments.release(rid, session_id, self.clock())  # idempotent
             self.candidates.invalidate(record.app, record.version)
+        if await self.placements.first_notice(session_id, record.state.value):
             event(
                 log,
                 "session_failed_on_platform",

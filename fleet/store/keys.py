@@ -152,6 +152,10 @@ class Keys:
         """String: a session's location constraints (city, filters, centroid) while it waits."""
         return self._k("alloc", "ask", session_id)
 
+    def session_notice(self, session_id: str, state: str) -> str:
+        """String with a TTL: the client was told (webhook_url) that the session reached `state`."""
+        return self._k("alloc", "notice", session_id, state)
+
     def session_claim(self, session_id: str) -> str:
         """String with a TTL: the process currently linking, resizing or deleting a session."""
         return self._k("alloc", "claim", session_id)

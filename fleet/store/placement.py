@@ -183,6 +183,13 @@ class PlacementStore:
                 pipe.set(self.keys.geo_point(network), body, px=max(1, int(ttl * 1000)))
             await pipe.execute()
 
+    # --- notices to clients ---------------------------------------------------------------------
+    async def first_notice(self, session_id: str, state: str, ttl_s: float = 3600.0) -> bool:
+        """True for the one process that should tell the client about this state (every web
+        process reads the same event)."""
+        key = self.keys.session_notice(session_id, state)
+        return bool(await self.redis.set(key, "1", nx=True, px=int(ttl_s * 1000)))
+
     # --- a waiting session's location constraints ----------------------------------------------
     async def put_ask(self, session_id: str, doc: Mapping[str, object], ttl_s: float) -> None:
         await self.redis.set(self.keys.session_ask(session_id), json.dumps(doc), px=max(1, int(ttl_s * 1000)))
