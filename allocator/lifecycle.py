@@ -7,6 +7,7 @@ Redis first, so two processes never change the same session at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from typing import Any
 from allocator.outlook import Outcome
 from allocator.schemas import SessionCreateIn
 from allocator.service import Allocator, new_session_id
-from codema.errors import PlatformRejected, PlatformUnavailable
+from codema.errors import PlatformError, PlatformRejected, PlatformUnavailable
 from fleet import metrics
 from fleet.http import HttpError
 from fleet.logging import event
@@ -183,6 +184,9 @@ class Sessions:
                 await self.store.sessions.dequeue_waiting(record)
                 await self.a.placements.forget_ask(session_id)
                 metrics.ALLOC_WAITS.labels("deleted").inc()
+            elif record.platform_session_id:  # unprocessable or in error on the platform: tidy up
+                with contextlib.suppress(PlatformError):
+                    await self.a.client.delete_session(record.platform_session_id)
             record.state = SessionState.TERMINATING
             await self.store.sessions.put(record)
             await self.store.sessions.delete(session_id)
