@@ -74,6 +74,11 @@ class Sessions:
         attempt = await self.a.attempt(record, constraints)
         if attempt.linked:
             return await self._placed(record)
+        if attempt.ended:  # the platform refused it outright (its callback came first): final
+            metrics.ALLOC_PLACEMENTS.labels("unprocessable").inc()
+            await self.store.sessions.delete(record.session_id)  # readable for a while, not listed
+            await self.a.notify_once(record)
+            return record
         if attempt.platform_down:
             metrics.ALLOC_PLACEMENTS.labels("error").inc()
             raise unavailable()

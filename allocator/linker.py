@@ -134,12 +134,19 @@ class Linker:
             if current is None or current.state is not SessionState.WAITING:
                 return None
             attempt = await self.a.attempt(current, await self.a.placements.get_ask(sid), snap)
-            if not attempt.linked:
+            if not attempt.linked and not attempt.ended:
                 return False
             await sessions.dequeue_waiting(current)
             await self.a.placements.forget_ask(sid)
+            if attempt.ended:
+                await sessions.delete(sid)
         finally:
             await sessions.unclaim(sid, self.a.holder)
+        if attempt.ended:  # the platform refused it outright: final, the client is told
+            metrics.ALLOC_WAITS.labels("unprocessable").inc()
+            await self.a.notify_once(current)
+            self.a.waiters.wake(sid)
+            return None
         metrics.ALLOC_WAITS.labels("linked").inc()
         metrics.ALLOC_TIME_TO_SESSION.labels("waited").observe(max(0.0, self.clock() - current.create_time))
         waited = round(self.clock() - current.create_time, 3)

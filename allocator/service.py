@@ -55,6 +55,7 @@ class Attempt:
     placement: Placement | None
     platform_down: bool = False
     refused: str = ""  # the platform's message when it refused the session itself
+    ended: bool = False  # the platform already called it unprocessable or in error (record updated)
 
 
 def new_session_id() -> str:
@@ -155,12 +156,15 @@ class Allocator:
                 return Attempt(True, decision)
             if outcome == "down":
                 return Attempt(False, decision, platform_down=True)
+            if outcome == "ended":
+                return Attempt(False, decision, ended=True)
             if outcome != "next":
                 return Attempt(False, decision, refused=outcome)
         return Attempt(False, first)
 
     async def _link(self, record: SessionRecord, rid: str, snap: Snapshot) -> str:
-        """'linked', 'next' (this deployment refused), 'down' (platform unavailable) or a refusal."""
+        """'linked', 'next' (this deployment refused), 'down' (platform unavailable), 'ended' (the
+        platform's callback, applied now, says it failed) or the platform's refusal."""
         sid = record.session_id
         try:
             created = await self.client.create_session(self._platform_request(record, rid))
@@ -194,12 +198,13 @@ class Allocator:
         record.linked_at = now
         record.error = ""
         await self.store.sessions.put(record)
-        # The platform may have called back before it told us its id: those reports apply now.
+        # The platform may have called back before it told us its id: those reports apply now
+        # (forward only: a failure is final, and the store releases the hold with it).
         for result in await self.store.sessions.link_platform_id(created.session_id, sid):
             if result.state in (SessionState.UNPROCESSABLE, SessionState.ERROR):
                 await self._release(rid, record, snap)
                 record.state = result.state
-        return "linked" if record.state is SessionState.LINKED else "next"
+        return "linked" if record.state is SessionState.LINKED else "ended"
 
     async def _drop_platform_session(self, platform_session_id: str) -> None:
         try:
@@ -233,15 +238,8 @@ class Allocator:
         if rid:
             await self.store.deployments.release(rid, session_id, self.clock())  # idempotent
             self.candidates.invalidate(record.app, record.version)
-        if await self.placements.first_notice(session_id, record.state.value):
-            event(
-                log,
-                "session_failed_on_platform",
-                session=session_id,
-                deployment=rid,
-                state=record.state.value,
-            )
-            self.notify(record, None)
+        event(log, "session_failed_on_platform", session=session_id, deployment=rid, state=record.state.value)
+        await self.notify_once(record)
 
     # --- waiting --------------------------------------------------------------------------------
     async def capacity_outlook(self, record: SessionRecord, sockets: int | None) -> Outlook:
@@ -310,6 +308,12 @@ class Allocator:
 
     def notify(self, record: SessionRecord, deployment: Deployment | None) -> None:
         self.notifier.send(record.webhook_url, session_get(record, deployment, self.clock()))
+
+    async def notify_once(self, record: SessionRecord) -> None:
+        """Tell the client about a state the platform reported: every web process sees the
+        same event, one of them calls the webhook."""
+        if await self.placements.first_notice(record.session_id, record.state.value):
+            await self.notify_current(record)
 
     async def notify_current(self, record: SessionRecord) -> None:
         if record.webhook_url:
