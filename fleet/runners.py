@@ -128,7 +128,8 @@ def run_worker(*, burst: bool = False, metrics_port: int = 0) -> int:
 
 
 def run_apply(path: str, *, prune: bool = False) -> int:
-    from autoscaler.config import apply_file
+    from autoscaler.config import ConfigError, apply_file
+    from codema.errors import PlatformError
     from fleet.bootstrap import bootstrap
 
     settings = Settings()
@@ -138,6 +139,14 @@ def run_apply(path: str, *, prune: bool = False) -> int:
         services = bootstrap(settings)
         try:
             summary = await apply_file(services, Path(path), prune=prune)
+        except ConfigError as err:
+            print(f"fleet apply: {path} was not applied:", file=sys.stderr)
+            for problem in err.problems:
+                print(f"  - {problem}", file=sys.stderr)
+            return 1
+        except PlatformError as err:
+            print(f"fleet apply: the platform refused or failed: {err}", file=sys.stderr)
+            return 1
         finally:
             await services.aclose()
         print(summary)
