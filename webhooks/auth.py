@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 
@@ -27,6 +28,15 @@ class AuthFailure:
     message: str
     retry_after_s: int = 0
     log_it: bool = True
+
+
+def token_of(query_string: bytes) -> str | None:
+    """The `token` query parameter, decoded like Starlette's query_params (without parsing the rest)."""
+    for part in query_string.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"token":
+            return unquote_plus(value.decode("latin-1"))
+    return None
 
 
 def client_address(request: Request) -> str:
@@ -50,7 +60,7 @@ class SecretGuard:
         """None when the request may proceed."""
         if self._open:
             return None
-        token = request.query_params.get("token")
+        token = token_of(request.scope.get("query_string", b""))
         if token and self.matches(token):
             return None
         if not self._secrets:

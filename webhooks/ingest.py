@@ -1,5 +1,9 @@
 """Apply parsed callbacks to the Store. Facts only: nothing here decides or calls the platform.
 
+Logs: INFO for what ends something (a deployment terminated or failed, a session that could not
+be linked), for unknown statuses and unusable usage; DEBUG for routine transitions, which the event
+stream and `fleet_webhook_transitions_total` already record.
+
 Every rule that makes a duplicate or a late callback harmless lives in the Store's atomic
 operations (deployments: the `apply_report` script; sessions: `apply_platform_report`; telemetry:
 `record_result`), which report whether *this* call made a transition; the side effects keyed on
@@ -14,7 +18,9 @@ from dataclasses import dataclass, field
 
 from fleet.bootstrap import Clock
 from fleet.logging import event
+from fleet.models import SessionState
 from fleet.store import Store
+from webhooks.batch import ReportBatcher
 from webhooks.parse import CountNote, ParsedDeployment, ParsedSession, ParsedTelemetry
 
 log = logging.getLogger("webhooks.ingest")
@@ -40,11 +46,12 @@ class Ingest:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        self.reports = ReportBatcher(store.deployments.apply_many)
 
     async def deployment(self, parsed: ParsedDeployment, via: str = "deployment") -> Outcome:
         report = parsed.report
         self._note_usage(parsed, via)
-        applied = await self.store.deployments.apply(report, self.clock())
+        applied = await self.reports.apply(report, self.clock())
         notes = (parsed.usage_note,) if parsed.usage_note else ()
         status = report.status
         if applied.transition:
@@ -52,6 +59,7 @@ class Ingest:
             event(
                 log,
                 "webhook_transition",
+                logging.INFO if status is not None and status.terminal else logging.DEBUG,
                 kind="deployment",
                 request_id=report.request_id,
                 status=state,
@@ -119,6 +127,9 @@ class Ingest:
         event(
             log,
             "webhook_transition",
+            logging.INFO
+            if applied.state in (SessionState.UNPROCESSABLE, SessionState.ERROR)
+            else logging.DEBUG,
             kind="session",
             session_id=ours,
             state=applied.state.value,

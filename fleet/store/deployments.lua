@@ -44,7 +44,7 @@ local function refresh_empty(dep, holds, now_ms)
 end
 
 --@ apply_report
--- KEYS: dep, holds, live, events   ARGV: report JSON
+-- KEYS: dep, holds, live, events [, app version index]   ARGV: report JSON
 -- report: {request_id, rank (nil = no status, -1 = unknown string), status_raw, source, now,
 --          facts = {field = string}, snapshot = {field = string}, usage = string|nil}
 -- "facts" and "snapshot" fields are written when the report is fresh (a transition, or a poll of
@@ -56,7 +56,9 @@ end
 -- status the highest usage wins (never under-counts: no wrong scale-in, no overbooking), in any
 -- delivery order; a poll stays authoritative until a transition or the next poll.
 -- ready_at: when a READY report was first heard (a READY arriving after TERMINATED still sets it).
-local dep, holds, live, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- The app version index (given when the report names both) lists the deployment unless it is
+-- terminal; it moves with the state, in the same script.
+local dep, holds, live, events, app_index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local r = cjson.decode(ARGV[1])
 local now = tonumber(r.now)
 local now_ms = math.floor(now * 1000)
@@ -125,6 +127,9 @@ if r.usage ~= nil and r.usage ~= cjson.null then
 end
 redis.call('HSET', dep, 'last_heard', tostring(now))
 refresh_empty(dep, holds, now_ms)
+if app_index and tonumber(redis.call('HGET', dep, 'rank') or '-1') < 7 then
+  redis.call('SADD', app_index, r.request_id)
+end
 if transition == 1 then
   redis.call('XADD', events, 'MAXLEN', '~', '10000', '*', 'kind', 'deployment',
              'request_id', r.request_id, 'rank', tostring(new), 'source', r.source)

@@ -5,13 +5,14 @@ draining. Status only moves forward; every transition appends one event, inside 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from fleet.models import Deployment, DeploymentLocation, Status, StatusReport, parse_count
 from fleet.store.keys import Keys
@@ -141,19 +142,40 @@ class DeploymentStore:
 
     async def apply(self, report: StatusReport, now: float) -> ReportResult:
         """Record a status report atomically: forward-only status, one event per transition."""
-        k = self.keys
-        rid = report.request_id
         out = await self._scripts["apply_report"](
-            keys=[k.deployment(rid), k.holds(rid), k.live_deployments(), k.events()],
-            args=[_encode_report(report, now)],
+            keys=self._report_keys(report), args=[_encode_report(report, now)]
         )
+        return await self._report_result(report, out)
+
+    async def apply_many(
+        self, reports: Sequence[tuple[StatusReport, float]]
+    ) -> list[ReportResult | Exception]:
+        """`apply` for several (report, now) in one round trip; each is still its own atomic script.
+        A report whose script failed gets its exception in its place (the others stand)."""
+        script = self._scripts["apply_report"]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for report, now in reports:
+                keys = self._report_keys(report)
+                pipe.evalsha(script.sha, len(keys), *keys, _encode_report(report, now))
+            outs: list[Any] = await pipe.execute(raise_on_error=False)
+        results: list[ReportResult | Exception] = []
+        for (report, now), out in zip(reports, outs, strict=True):
+            if isinstance(out, NoScriptError):  # Redis lost its scripts: this one did not run
+                out = await script(keys=self._report_keys(report), args=[_encode_report(report, now)])
+            results.append(out if isinstance(out, Exception) else await self._report_result(report, out))
+        return results
+
+    def _report_keys(self, report: StatusReport) -> list[str]:
+        k, rid = self.keys, report.request_id
+        keys = [k.deployment(rid), k.holds(rid), k.live_deployments(), k.events()]
+        if report.app and report.version:  # indexed in the script, unless terminal
+            keys.append(k.app_deployments(report.app, report.version))
+        return keys
+
+    async def _report_result(self, report: StatusReport, out: Sequence[Any]) -> ReportResult:
         transition, previous, created, usage_changed = (int(x) for x in out)
         if transition and report.status is not None:
-            await self._after_transition(rid, report.status)
-        now_status = report.status if transition else (Status(previous) if 0 <= previous <= 8 else None)
-        # A terminal deployment is no placement candidate: a late report must not index it again.
-        if report.app and report.version and not (now_status is not None and now_status.terminal):
-            await self.redis.sadd(k.app_deployments(report.app, report.version), rid)
+            await self._after_transition(report.request_id, report.status)
         return ReportResult(
             bool(transition),
             Status(previous) if 0 <= previous <= 8 else None,
