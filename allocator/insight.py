@@ -4,7 +4,8 @@ network measured the deployments. Both come from caches, per network (/24, /48):
 - locations: process memory, then Redis, then one platform IP lookup for the networks missing
   (bounded by a short timeout: a slow lookup leaves those players unlocated, it never fails the
   request);
-- telemetry: process memory (a second, so other processes' measurements show quickly), then Redis.
+- telemetry: process memory, checked against Redis every few seconds (a small read; the ranking is
+  read again only when another process stored a newer one).
   Telemetry is never awaited by a placement: when it is missing, partial, aging or does not cover
   a candidate, a background task measures the network (one in flight per network across all
   processes) and the next placement uses it. Until then geography decides (allocator.placement).
@@ -139,9 +140,8 @@ class Insight:
         self.clock = clock
         self.background = background
         self._geo: LocalCache[str, GeoFact] = LocalCache(GEO_LOCAL_TTL_S, clock)
-        self._ranks: OrderedDict[str, tuple[float, Ranks | None]] = (
-            OrderedDict()
-        )  # network -> (checked, ranks)
+        # network -> (when this copy was last checked against Redis, its ranking or None)
+        self._ranks: OrderedDict[str, tuple[float, Ranks | None]] = OrderedDict()
         self._warming: LocalCache[str, bool] = LocalCache(WARM_LOCK_S, clock)
         self._checking: dict[str, asyncio.Future[None]] = {}  # network -> revalidation in flight
         self.telemetry_local_ttl_s = TELEMETRY_LOCAL_TTL_S
