@@ -65,7 +65,17 @@ def _ops_routes(services: Services) -> list[BaseRoute]:
             return error_response(503, "redis unreachable", {"Retry-After": REDIS_RETRY_AFTER_S})
         return JSONResponse({"status": "ready"})
 
-    return [Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)]
+    async def openapi(request: Request) -> Response:
+        from fleet.openapi import openapi_document
+
+        return JSONResponse(openapi_document())
+
+    return [
+        Route("/metrics", metrics),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/openapi.json", openapi),
+    ]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
