@@ -109,6 +109,17 @@ async def test_a_bounded_wait_ends_unprocessable_with_a_webhook(
         web.stop()
 
 
+async def full_policy_deployment(web: FleetWeb, store: Store, maximum: int) -> None:
+    """The policy's one deployment (READY, owned by it), filled by a session of 4 players."""
+    await web.fleet_policy(store, maximum=maximum)
+    rid = await web.ready_deployment(store, "London")
+    await store.deployments.record_owner(rid, fleet="f", policy="eu", intent="i1", app="game", version="v1",
+                                         now=time.time())  # fmt: skip
+    async with web.http() as api:
+        four = body("81.2.69.1", "81.2.69.2", "81.2.69.3", "81.2.69.4")
+        assert (await api.post("/v1/session", json=four)).json()["linked"] is True
+
+
 async def test_no_capacity_can_be_made_answers_503_with_retry_after(
     fleet_web: FleetWeb, store: Store
 ) -> None:
@@ -117,13 +128,8 @@ async def test_no_capacity_can_be_made_answers_503_with_retry_after(
         assert r.status_code == 503 and int(r.headers["retry-after"]) > 0
         assert "no fleet policy" in r.json()["message"]
     # A policy at maximum whose only deployment is full: still nothing can come.
-    await fleet_web.fleet_policy(store, maximum=1)
-    rid = await fleet_web.ready_deployment(store, "London")
-    await store.deployments.record_owner(rid, fleet="f", policy="eu", intent="i1", app="game", version="v1",
-                                         now=time.time())  # fmt: skip
+    await full_policy_deployment(fleet_web, store, maximum=1)
     async with fleet_web.http() as api:
-        four = body("81.2.69.1", "81.2.69.2", "81.2.69.3", "81.2.69.4")
-        assert (await api.post("/v1/session", json=four)).json()["linked"] is True
         r = await api.post("/v1/session", json=body())
         assert r.status_code == 503 and "at_maximum" in r.json()["message"]
     assert await store.sessions.waiting() == []
@@ -133,13 +139,8 @@ async def test_a_burst_beyond_what_policies_can_hold_is_refused_not_queued(
     fleet_web: FleetWeb, store: Store
 ) -> None:
     # maximum 2, one full deployment: room for one more deployment of 4 sockets.
-    await fleet_web.fleet_policy(store, maximum=2)
-    rid = await fleet_web.ready_deployment(store, "London")
-    await store.deployments.record_owner(rid, fleet="f", policy="eu", intent="i1", app="game", version="v1",
-                                         now=time.time())  # fmt: skip
+    await full_policy_deployment(fleet_web, store, maximum=2)
     async with fleet_web.http() as api:
-        four = body("81.2.69.1", "81.2.69.2", "81.2.69.3", "81.2.69.4")
-        assert (await api.post("/v1/session", json=four)).json()["linked"] is True
         answers = await asyncio.gather(
             *(api.post("/v1/session", json=body(f"81.2.69.{50 + i}")) for i in range(7))
         )
