@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from fleet.store import Store
-from tests.fixtures.sim import RunningSim
 from tests.integration.allocator_web import UK_PLAYERS, FleetWeb, fleet_web
 
 __all__ = ["fleet_web"]  # the fixture, imported for pytest
@@ -211,7 +210,7 @@ async def test_unknown_session_404(fleet_web: FleetWeb) -> None:
 
 
 @pytest.mark.parametrize("path", ["/v1/session", "/v1/sessions"])
-async def test_api_requires_token(fleet_web: FleetWeb, path: str, sim: RunningSim) -> None:
+async def test_api_requires_token(fleet_web: FleetWeb, path: str) -> None:
     async with fleet_web.http() as api:
         r = await api.request(
             "POST" if path == "/v1/session" else "GET", path, json=body(), headers={"Authorization": ""}
