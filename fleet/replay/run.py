@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -18,8 +18,11 @@ from fleet.replay.units import FleetPlan
 
 POLICIES = ("ours", "platform", "agones")
 
-# What forked workers inherit (set just before the pool starts).
-_SHARED: tuple[ReplayInputs, FleetPlan, Players] | None = None
+# What forked workers inherit (set just before the pool starts): the players and the tasks.
+_SHARED: tuple[Players, dict[str, Task]] | None = None
+
+# A run: the inputs and configuration it uses and the policy it runs.
+Task = tuple[ReplayInputs, FleetPlan, str]
 
 
 def quantile(sorted_values: Sequence[float], q: float, zeros: int = 0) -> float:
@@ -114,10 +117,41 @@ def summarise(
     }
 
 
-def _run_shared(name: str) -> dict[str, Any]:
+def _run_shared(label: str) -> dict[str, Any]:
     assert _SHARED is not None
-    inputs, plan, players = _SHARED
+    players, tasks = _SHARED
+    inputs, plan, name = tasks[label]
     return run_policy(inputs, plan, players, name)
+
+
+def run_tasks(
+    players: Players,
+    tasks: dict[str, Task],
+    *,
+    jobs: int | None = None,
+    exhaustive: bool = False,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> dict[str, dict[str, Any]]:
+    """Run every task on the same players: in forked processes (they inherit the players) or here.
+    `meanwhile` runs in this process while the others work."""
+    global _SHARED
+    # One process per run by default, even on fewer cores: the OS shares them out evenly.
+    jobs = max(1, min(jobs or len(tasks), len(tasks)))
+    if jobs == 1 or exhaustive:
+        meanwhile()
+        return {
+            label: run_policy(inputs, plan, players, name, exhaustive=exhaustive)
+            for label, (inputs, plan, name) in tasks.items()
+        }
+    _SHARED = (players, tasks)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            futures = {label: pool.submit(_run_shared, label) for label in tasks}
+            meanwhile()
+            return {label: f.result() for label, f in futures.items()}
+    finally:
+        _SHARED = None
 
 
 def replay(
@@ -129,27 +163,17 @@ def replay(
     exhaustive: bool = False,
 ) -> dict[str, Any]:
     """Every policy asked for, the lower bound, and the players they all served."""
-    global _SHARED
     started = time.perf_counter()
     players = generate(inputs)
     drawn = time.perf_counter()
-    # One process per policy by default, even on fewer cores: the OS shares them out evenly.
-    jobs = max(1, min(jobs or len(policies), len(policies)))
-    results: dict[str, dict[str, Any]] = {}
-    if jobs > 1 and not exhaustive:
-        _SHARED = (inputs, plan, players)
-        try:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = {name: pool.submit(_run_shared, name) for name in policies}
-                bound = lower_bound(players, inputs)
-                results = {name: f.result() for name, f in futures.items()}
-        finally:
-            _SHARED = None
-    else:
-        bound = lower_bound(players, inputs)
-        for name in policies:
-            results[name] = run_policy(inputs, plan, players, name, exhaustive=exhaustive)
+    bound: dict[str, Any] = {}
+    results = run_tasks(
+        players,
+        {name: (inputs, plan, name) for name in policies},
+        jobs=jobs,
+        exhaustive=exhaustive,
+        meanwhile=lambda: bound.update(lower_bound(players, inputs)),
+    )
     for result in results.values():
         result["vs_lower_bound"] = (
             result["deployment_hours"] / bound["deployment_hours"] if bound["deployment_hours"] else None

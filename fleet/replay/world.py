@@ -1,6 +1,6 @@
 """The simulator's world model as the replay drives it.
 
-`ReplayWorld` is `codema.sim.world.World` with two additions:
+`ReplayWorld` is `codema.sim.world.World` with three additions:
 
 - it records which deployment each timed transition touched (`touched`), so the replay learns of
   READY, ERROR, the platform's own endings (empty_ttl, max_duration) and TERMINATED the moment the
@@ -9,7 +9,8 @@
   exactly the socket accounting of `create_session(..., deployment_request_id=...)` and
   `delete_session` (usage, the empty clock the platform's empty_ttl runs on) but without a session
   record, its id and its webhook body: a four-month trace has two million of them.
-  `tests/unit/test_replay_world.py` checks both paths leave deployments in the same state.
+  `tests/unit/test_replay_fast_path.py` checks both paths leave deployments in the same state;
+- it remembers which locations match a deploy's filters (the same answers, checked by the same test).
 
 `SessionSeats` does the same through the world's public session calls, for checking.
 """
@@ -19,7 +20,9 @@ from __future__ import annotations
 import random
 from typing import Protocol
 
-from codema.sim.records import GeoIp, SessionSpec, Status, Unprocessable
+from codema.sim.geo import LOCATIONS, EdgeLocation, Point
+from codema.sim.placement import choose_location, matches_filters
+from codema.sim.records import GeoIp, LocationFilter, SessionSpec, Status, Unprocessable
 from codema.sim.state import Clock
 from codema.sim.world import World, WorldConfig
 
@@ -30,7 +33,20 @@ class ReplayWorld(World):
     def __init__(self, clock: Clock, rng: random.Random, config: WorldConfig | None = None) -> None:
         self.touched: list[str] = []
         self.scheduled = 0
+        self._matching: dict[tuple[LocationFilter, ...], list[EdgeLocation]] = {}
         super().__init__(clock, rng, config)
+
+    def place(self, filters: tuple[LocationFilter, ...], players: list[Point]) -> EdgeLocation:
+        """World.place with the locations matching each filter set remembered (the platform's
+        places never change; a replay deploys hundreds of thousands of times). Outages, which do
+        change, are still checked at every call."""
+        matching = self._matching.get(filters)
+        if matching is None:
+            matching = self._matching[filters] = [loc for loc in LOCATIONS if matches_filters(loc, filters)]
+        candidates = [loc for loc in matching if not self.in_outage(loc)] if self.faults.outages else matching
+        if not candidates:
+            return super().place(filters, players)  # the world's own refusal
+        return choose_location(candidates, players, self.rng)
 
     def schedule(self, due: float, action: str, key: str) -> None:
         super().schedule(due, action, key)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from codema.sim.records import DeploySpec, LocationFilter, Status
-from codema.sim.world import WorldConfig
+from codema.sim.world import World, WorldConfig
 from fleet.demand import builtin_trace
 from fleet.replay.engine import Engine
 from fleet.replay.inputs import REGIONS, ReplayInputs, default_config
@@ -116,3 +116,22 @@ def test_fast_seats_account_sockets_like_one_player_sessions() -> None:
         seated = {who: rid for who, rid in seated.items() if fast.deployments[rid].status is Status.READY}
     # The empty_ttl (2 "minutes") ended some of them along the way, the same way in both.
     assert any(fast.deployments[rid].end_reason == "empty_ttl" for rid in ids)
+
+
+def test_replay_world_places_deployments_as_the_world_does() -> None:
+    clock = [0.0]
+    filters_sets = [
+        (LocationFilter("continent", ("Europe",)),),
+        (LocationFilter("continent", ("North America", "Asia")),),
+        (LocationFilter("country", ("Japan",), "not"), LocationFilter("continent", ("Asia",))),
+        (),
+    ]
+    plain = World(lambda: clock[0], random.Random(11), WorldConfig())
+    cached = ReplayWorld(lambda: clock[0], random.Random(11), WorldConfig())
+    for w in (plain, cached):
+        w.create_app("game")
+        w.create_version("game", {"name": "v1", "session_config": {"kind": "Seat", "sockets": 4}})
+    for k in range(60):
+        spec = DeploySpec("game", "v1", filters=filters_sets[k % len(filters_sets)])
+        a, b = plain.deploy(spec), cached.deploy(spec)
+        assert (a.request_id, a.location) == (b.request_id, b.location)
