@@ -39,8 +39,18 @@ X1_BUDGET_S = 60.0
 def whole_trace_x1(quick: bool) -> dict[str, Any]:
     out = RESULTS_DIR / "replay-x1"
     window = "last:28d" if quick else "all"
-    command = [sys.executable, "-m", "fleet.cli", "replay", "--trace", str(TRACE), "--window", window,
-               "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "replay",
+        "--trace",
+        str(TRACE),
+        "--window",
+        window,
+        "--out",
+        str(out),
+    ]
     started = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     wall_s = time.perf_counter() - started
@@ -54,8 +64,12 @@ def whole_trace_x1(quick: bool) -> dict[str, Any]:
         "players": report["lower_bound"]["players"],
         "days": round(report["inputs"]["days"], 1),
         "policies": {
-            name: {"deployment_hours": round(r["deployment_hours"], 1), "vs_lower_bound": round(r["vs_lower_bound"], 4),
-                   "refused": r["players"]["refused"], "run_s": round(r["wall_s"], 1)}  # fmt: skip
+            name: {
+                "deployment_hours": round(r["deployment_hours"], 1),
+                "vs_lower_bound": round(r["vs_lower_bound"], 4),
+                "refused": r["players"]["refused"],
+                "run_s": round(r["wall_s"], 1),
+            }
             for name, r in report["policies"].items()
         },
         "lower_bound_deployment_hours": round(report["lower_bound"]["deployment_hours"], 1),
@@ -140,11 +154,12 @@ def markdown(data: dict[str, Any]) -> str:
         f"Wall time **{x1['wall_s']} s** (budget {X1_BUDGET_S:g} s: ratio {x1['wall_s'] / X1_BUDGET_S:.2f}). "
         f"Command: `{x1['command']}`.",
         "",
-        "| policy | deployment-hours | × lower bound | refused | run (s) |",
+        "| policy | deployment-hours | x lower bound | refused | run (s) |",
         "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {name} | {r['deployment_hours']:,.1f} | {r['vs_lower_bound']:.3f} | {r['refused']:,} | {r['run_s']} |"
+        f"| {name} | {r['deployment_hours']:,.1f} | {r['vs_lower_bound']:.3f} | {r['refused']:,} "
+        f"| {r['run_s']} |"
         for name, r in x1["policies"].items()
     ]
     bound = x10["lower_bound"]
@@ -153,7 +168,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"## Cost: last {x10['days']} days of the real trace at players x10 ({x10['players']:,} players, "
         f"reference setting)",
         "",
-        "| policy | deployment-hours | × lower bound | × platform | × Agones 20% | creates | stops | waited "
+        "| policy | deployment-hours | x lower bound | x platform | x Agones 20% | creates | stops | waited "
         "| refused | time-to-session p99 / max (s) | over threshold (h) | run (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| lower bound | {bound['deployment_hours']:,.1f} | 1.000 | | | | | | | | | |",
@@ -161,7 +176,8 @@ def markdown(data: dict[str, Any]) -> str:
     for name, r in data["x10_policies"].items():
         lines.append(
             f"| {name} | {r['deployment_hours']:,.1f} | {r['vs_lower_bound']:.3f} | {r['vs_platform']:.3f} "
-            f"| {r['vs_agones_20']:.3f} | {r['creates']:,} | {r['stops']:,} | {r['waited']:,} | {r['refused']:,} "
+            f"| {r['vs_agones_20']:.3f} | {r['creates']:,} | {r['stops']:,} | {r['waited']:,} "
+            f"| {r['refused']:,} "
             f"| {r['tts_p99_s']:g} / {r['tts_max_s']:g} | {r['over_threshold_h']:,.1f} | {r['run_s']} |"
         )
     lines += [

@@ -20,8 +20,12 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     add("--trace", default=None, help="a TIME,PLAYERS CSV (default: the built-in 48-hour curve)")
     add("--window", default="all", help="all | last:28d | first:12h | peak:48h | START:END (Unix s)")
     add("--scale", type=float, default=1.0, help="multiply player counts (default 1)")
-    add("--config", default=None, help="fleet configuration YAML, `fleet apply` format (default: one "
-        "Location policy per region, threshold 0.8)")  # fmt: skip
+    add(
+        "--config",
+        default=None,
+        help="fleet configuration YAML, `fleet apply` format (default: one "
+        "Location policy per region, threshold 0.8)",
+    )
     add("--app", default=None, help="APP/VERSION players ask for (default: the first linked one)")
     add("--sockets", type=int, default=10, help="sockets per deployment (the app version's; default 10)")
     add("--boot-s", type=float, default=30.0, help="deploy to READY, seconds (default 30)")
@@ -29,20 +33,35 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     add("--session-mean-s", type=float, default=1200.0, help="mean session length (default 1200 s)")
     add("--session-sigma", type=float, default=1.0, help="lognormal sigma (default 1)")
     add("--seed", type=int, default=1)
-    add("--regions", default="europe,north-america,asia",
-        help="player regions, optionally with UTC offsets: europe:1,north-america:-6,asia:8")  # fmt: skip
-    add("--max-wait-s", type=float, default=None, help="refuse a player still waiting this long "
-        "(default: FLEET_SESSION_WAIT_S, 120 s)")  # fmt: skip
+    add(
+        "--regions",
+        default="europe,north-america,asia",
+        help="player regions, optionally with UTC offsets: europe:1,north-america:-6,asia:8",
+    )
+    add(
+        "--max-wait-s",
+        type=float,
+        default=None,
+        help="refuse a player still waiting this long (default: FLEET_SESSION_WAIT_S, 120 s)",
+    )
     add("--warmup-s", type=float, default=3600.0, help="players ramp in before the window (not measured)")
-    add("--gaps", choices=("interpolate", "hold"), default="interpolate",
-        help="trace steps over 15 min: straight line (default) or hold the last sample")  # fmt: skip
+    add(
+        "--gaps",
+        choices=("interpolate", "hold"),
+        default="interpolate",
+        help="trace steps over 15 min: straight line (default) or hold the last sample",
+    )
     add("--policies", default="ours,platform,agones", help="policies to compare (the lower bound always)")
     add("--empty-ttl-min", type=int, default=5, help="the platform's empty_ttl for its own fleet behaviour")
     add("--agones-buffer", default="20%", help="Agones buffer: 20%% of capacity, or a socket count")
     add("--agones-sync-s", type=float, default=30.0, help="Agones sync period (default 30 s)")
     add("--jobs", type=int, default=None, help="processes to run policies in (default: one per core)")
-    add("--exhaustive", action="store_true", help="decide at every change and rank every deployment "
-        "at every placement (slow: checks the fast path)")  # fmt: skip
+    add(
+        "--exhaustive",
+        action="store_true",
+        help="decide at every change and rank every deployment "
+        "at every placement (slow: checks the fast path)",
+    )
     add("--out", default=DEFAULT_OUT, help=f"report directory (default {DEFAULT_OUT})")
     add("--print-config", action="store_true", help="print the default configuration YAML and exit")
 
@@ -110,7 +129,9 @@ def _main(args: argparse.Namespace) -> int:
         deploy_timeout_s=settings.deploy_timeout_s,
     )
     outcome = replay(inputs, plan, policies, jobs=args.jobs, exhaustive=args.exhaustive)
-    described = describe(inputs, source, args.window, args.scale, str(config_path or "default (one policy per region)"))
+    described = describe(
+        inputs, source, args.window, args.scale, str(config_path or "default (one policy per region)")
+    )
     out = Path(args.out)
     report = write(out, outcome, inputs, described)
     print(table(report))

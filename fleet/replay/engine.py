@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from allocator.outlook import PolicyRoom, outlook
 from allocator import placement
+from allocator.outlook import PolicyRoom, outlook
 from allocator.placement import Ask, Candidate, Exclusion
 from allocator.placement import Point as AskPoint
 from autoscaler.demand import choose
@@ -58,7 +58,6 @@ NEW, SEATED, WAITING, SEATED_LATE, REFUSED_AT_ONCE, REFUSED_AFTER_WAIT, LEFT, LE
 BY_ORDER, BY_PLACE, EVERY = range(3)
 # Timer kinds.
 T_DEPART, T_DEADLINE, T_SAMPLE, T_SCALER, T_RECHECK = 0, 1, 2, 3, 4
-
 
 
 class Scaler(Protocol):
@@ -192,7 +191,9 @@ class Engine:
             )
 
     def _place(self, region: int, candidates: list[Candidate], limit: int = 1) -> Dep | None:
-        decision = placement.place(self.asks[region], candidates, NO_TELEMETRY, self.now, TELEMETRY_TTL_S, limit)
+        decision = placement.place(
+            self.asks[region], candidates, NO_TELEMETRY, self.now, TELEMETRY_TTL_S, limit
+        )
         return self.deps[decision.order[0]] if decision.order else None
 
     def _mode(self, ask: Ask) -> tuple[int, tuple[tuple[float, float], ...] | None]:
@@ -207,8 +208,14 @@ class Engine:
         points = sorted({(loc.latitude, loc.longitude) for loc in LOCATIONS})
 
         def first(*cands: tuple[str, int, tuple[float, float]]) -> tuple[float, float]:
-            decision = placement.place(ask, [Candidate(r, f, point=self._point(p)) for r, f, p in cands],
-                                       NO_TELEMETRY, 0.0, TELEMETRY_TTL_S, 1)  # fmt: skip
+            decision = placement.place(
+                ask,
+                [Candidate(r, f, point=self._point(p)) for r, f, p in cands],
+                NO_TELEMETRY,
+                0.0,
+                TELEMETRY_TTL_S,
+                1,
+            )
             return next(p for r, _, p in cands if r == decision.order[0])
 
         here = points[0]
@@ -223,7 +230,11 @@ class Engine:
             left.remove(best)
         for i, p in enumerate(order):
             for q in order[i + 1 :]:
-                for cands in ((("a", 9, p), ("b", 1, q)), (("b", 1, p), ("a", 9, q)), (("b", 9, p), ("a", 1, q))):
+                for cands in (
+                    (("a", 9, p), ("b", 1, q)),
+                    (("b", 1, p), ("a", 9, q)),
+                    (("b", 9, p), ("a", 1, q)),
+                ):
                     if first(*cands) != p:
                         return BY_PLACE, None
         return BY_ORDER, tuple(order)
@@ -428,7 +439,9 @@ class Engine:
     def _can_wait(self) -> bool:
         """`allocator.outlook`: can the policies still bring a socket for one more waiting player?"""
         rooms = [
-            PolicyRoom(u.fleet.name, u.policy.name, u.spec.maximum, u.live, u.cap_pending + u.cap_serving - u.used)
+            PolicyRoom(
+                u.fleet.name, u.policy.name, u.spec.maximum, u.live, u.cap_pending + u.cap_serving - u.used
+            )
             for u in self.serving_units
             if u.active
         ]
@@ -447,7 +460,8 @@ class Engine:
         by_key = {u.key: u for u in self.serving_units}
         targets = [u.target([d.point for d in u.deps.values()]) for u in self.serving_units if u.active]
         mapping = [
-            by_key[t.unit] if (t := choose(targets, r.origin)) is not None else None for r in self.inputs.regions
+            by_key[t.unit] if (t := choose(targets, r.origin)) is not None else None
+            for r in self.inputs.regions
         ]
         old, self._last_mapping, self._region_unit = self._last_mapping, mapping, mapping
         if old is None or old == mapping or not sum(self.wait_by_region):
@@ -537,7 +551,9 @@ class Engine:
                 blocked = Exclusion.NOT_READY
             elif d.bucket == STOPPING:
                 blocked = Exclusion.DRAINING
-            candidates.append(Candidate(d.rid, d.sockets - d.players, blocked, frozenset(), self._point(d.point)))
+            candidates.append(
+                Candidate(d.rid, d.sockets - d.players, blocked, frozenset(), self._point(d.point))
+            )
         return self._place(region, candidates, placement.DEFAULT_LIMIT)
 
     # --- deployments -----------------------------------------------------------------------------
@@ -565,8 +581,14 @@ class Engine:
                 self.push(self.recent_creates[0] + 60.0 + 1e-3, T_RECHECK, unit)
         for _ in range(made):
             rec = self.world.deploy(unit.deploy)
-            dep = Dep(rec.request_id, unit, (rec.location.latitude, rec.location.longitude),
-                      rec.sockets or self.inputs.sockets, rec.status, self.now)  # fmt: skip
+            dep = Dep(
+                rec.request_id,
+                unit,
+                (rec.location.latitude, rec.location.longitude),
+                rec.sockets or self.inputs.sockets,
+                rec.status,
+                self.now,
+            )
             self._account(unit)
             self.deps[dep.rid] = unit.deps[dep.rid] = dep
             unit.n_pending += 1
@@ -699,7 +721,8 @@ class Engine:
                 "t": self.now,
                 "units": [[u.capacity, u.live, u.used] for u in self.units],
                 "regions": [
-                    [self.online_by_region[r], self.wait_by_region[r]] for r in range(len(self.inputs.regions))
+                    [self.online_by_region[r], self.wait_by_region[r]]
+                    for r in range(len(self.inputs.regions))
                 ],
             }
         )

@@ -101,7 +101,9 @@ def default_config(regions: tuple[PlayerRegion, ...], maximum: int = 1000) -> di
                         "minimum": 1,
                         "maximum": maximum,
                         "threshold": 0.8,
-                        "data": {"filters": [{"field": "continent", "values": [r.continent], "filter_type": "any"}]},
+                        "data": {
+                            "filters": [{"field": "continent", "values": [r.continent], "filter_type": "any"}]
+                        },
                     }
                     for r in regions
                 ],
@@ -202,7 +204,9 @@ def parse_buffer(text: str) -> tuple[float, bool]:
             raise ValueError
         return count, False
     except ValueError:
-        raise ValueError(f"agones buffer: expected a percentage below 100% or a socket count, got {text!r}") from None
+        raise ValueError(
+            f"agones buffer: expected a percentage below 100% or a socket count, got {text!r}"
+        ) from None
 
 
 def select_window(trace: Trace, spec: str) -> Trace:
@@ -221,17 +225,17 @@ def select_window(trace: Trace, spec: str) -> Trace:
     try:
         start, end = float(kind), float(amount)
     except ValueError:
-        raise ValueError(f"--window: expected all, last:28d, first:12h, peak:48h or START:END, got {spec!r}") from None
+        raise ValueError(
+            f"--window: expected all, last:28d, first:12h, peak:48h or START:END, got {spec!r}"
+        ) from None
     return trace.window(start, end)
 
 
 def _duration_s(text: str) -> float:
     units = {"s": 1.0, "m": 60.0, "h": HOUR_S, "d": DAY_S, "w": 7 * DAY_S}
     try:
-        if text and text[-1] in units:
-            value = float(text[:-1]) * units[text[-1]]
-        else:
-            value = float(text) * HOUR_S
+        # A bare number is hours.
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text) * HOUR_S
     except ValueError:
         raise ValueError(f"--window: bad duration {text!r} (e.g. 28d, 12h, 90m)") from None
     if value <= 0:

@@ -23,7 +23,9 @@ LABELS = {
 }
 
 
-def describe(inputs: ReplayInputs, source: str, window: str, scale: float, config_source: str) -> dict[str, Any]:
+def describe(
+    inputs: ReplayInputs, source: str, window: str, scale: float, config_source: str
+) -> dict[str, Any]:
     return {
         "trace": source,
         "window": window,
@@ -35,7 +37,11 @@ def describe(inputs: ReplayInputs, source: str, window: str, scale: float, confi
         "sockets": inputs.sockets,
         "session_kind": "Seat, one player per session",
         "boot_s": inputs.boot_s,
-        "sessions": {"model": inputs.sessions.kind, "mean_s": inputs.sessions.mean_s, "sigma": inputs.sessions.sigma},
+        "sessions": {
+            "model": inputs.sessions.kind,
+            "mean_s": inputs.sessions.mean_s,
+            "sigma": inputs.sessions.sigma,
+        },
         "seed": inputs.seed,
         "regions": [{"name": r.name, "utc_offset_h": r.utc_offset_h} for r in inputs.regions],
         "max_wait_s": inputs.max_wait_s,
@@ -77,10 +83,11 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def table(report: dict[str, Any]) -> str:
     bound = report["lower_bound"]
     rows = [
-        "| policy | deployment-hours | × lower bound | creates | stops | players waited | refused "
+        "| policy | deployment-hours | x lower bound | creates | stops | players waited | refused "
         "| time-to-session p99 / max (s) | wait mean / p99 (s) | over threshold (h) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| lower bound: ceil(players / sockets) | {_fmt(bound['deployment_hours'])} | 1.000 | - | - | - | - | - | - | - |",
+        f"| lower bound: ceil(players / sockets) | {_fmt(bound['deployment_hours'])} | 1.000 "
+        "| - | - | - | - | - | - | - |",
     ]
     for name, r in report["policies"].items():
         p, tts, wait = r["players"], r["time_to_session_s"], r["wait_s"]
@@ -101,7 +108,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Replay report",
         "",
         f"Trace `{i['trace']}`, window {i['window']} ({i['from']} to {i['to']} UTC, {i['days']:.1f} days), "
-        f"players ×{i['scale']:g}; configuration: {i['config']}.",
+        f"players x{i['scale']:g}; configuration: {i['config']}.",
         f"Seat sessions of one player, {i['sockets']} sockets per deployment, {i['boot_s']:g} s boot, "
         f"session lengths {i['sessions']['model']} with mean {i['sessions']['mean_s'] / 60:g} min, "
         f"seed {i['seed']}; regions {regions}; players wait at most {i['max_wait_s']:g} s; "
@@ -158,8 +165,13 @@ def plot(path: Path, outcome: dict[str, Any], inputs: ReplayInputs, players: Pla
             if unit is None:
                 continue
             capacity = np.array([s["units"][unit][0] for s in result["samples"]])
-            ax.plot(days[: len(capacity)], capacity, color=colours.get(name), lw=0.8,
-                    label=f"{name} capacity ({result['unit_labels'][unit]})")  # fmt: skip
+            ax.plot(
+                days[: len(capacity)],
+                capacity,
+                color=colours.get(name),
+                lw=0.8,
+                label=f"{name} capacity ({result['unit_labels'][unit]})",
+            )
         ax.set_ylabel(f"{region.name}\nsockets")
         ax.legend(loc="upper left", fontsize=7, ncol=3)
         ax.grid(alpha=0.3)
@@ -170,7 +182,9 @@ def plot(path: Path, outcome: dict[str, Any], inputs: ReplayInputs, players: Pla
     plt.close(fig)
 
 
-def write(out: Path, outcome: dict[str, Any], inputs: ReplayInputs, described: dict[str, Any]) -> dict[str, Any]:
+def write(
+    out: Path, outcome: dict[str, Any], inputs: ReplayInputs, described: dict[str, Any]
+) -> dict[str, Any]:
     """Write every file of the report; return the JSON document."""
     out.mkdir(parents=True, exist_ok=True)
     report = json_ready(outcome, described)

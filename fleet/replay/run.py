@@ -111,7 +111,8 @@ def summarise(
         "samples": tally.samples,
         "unit_labels": [u.label for u in engine.units],
         "region_units": [
-            (lambda u: u.index if u is not None else None)(mapping(r)) for r in range(len(engine.inputs.regions))
+            (lambda u: u.index if u is not None else None)(mapping(r))
+            for r in range(len(engine.inputs.regions))
         ],
         "decisions": decisions,
     }

@@ -76,12 +76,13 @@ class Ours:
         if demand != before:
             window.set(self.engine.now, demand)  # type: ignore[union-attr]
         spec = unit.spec
-        if self.exhaustive:
-            self.decide(unit)
-        elif (
-            (demand > 0 and demand >= spec.threshold * (unit.cap_pending + unit.cap_serving) - EPS)
-            or unit.n_pending + unit.n_serving < spec.minimum
-        ) and self._may_scale_up(unit):
+        if self.exhaustive or (
+            (
+                (demand > 0 and demand >= spec.threshold * (unit.cap_pending + unit.cap_serving) - EPS)
+                or unit.n_pending + unit.n_serving < spec.minimum
+            )
+            and self._may_scale_up(unit)
+        ):
             self.decide(unit)
         elif unit.replan or (before >= unit.plan_level) is not (demand >= unit.plan_level):
             # Only these can move the instant a scale-in becomes possible: what `_scale_in_at`

@@ -49,7 +49,9 @@ class Dep:
         "unit",
     )
 
-    def __init__(self, rid: str, unit: Unit, point: tuple[float, float], sockets: int, status: Status, now: float):
+    def __init__(
+        self, rid: str, unit: Unit, point: tuple[float, float], sockets: int, status: Status, now: float
+    ):
         self.rid = rid
         self.unit = unit
         self.point = point

@@ -66,8 +66,11 @@ class ReplayWorld(World):
     # no session record.
     def seat(self, player: int, request_id: str) -> None:
         d = self.deployments[request_id]
-        if d.status is not Status.READY or d.stop_requested is not None or not d.is_joinable or (
-            d.sockets is not None and d.used >= d.sockets
+        if (
+            d.status is not Status.READY
+            or d.stop_requested is not None
+            or not d.is_joinable
+            or (d.sockets is not None and d.used >= d.sockets)
         ):
             raise Unprocessable(f"deployment {request_id} has no free socket")
         d.used += 1

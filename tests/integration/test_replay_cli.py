@@ -14,7 +14,19 @@ def test_replay_of_a_real_day_writes_the_whole_report(tmp_path: Path) -> None:
     trace = shared_path("data", "decentraland_online_users_5min.csv")
     out = tmp_path / "report"
     args = build_parser().parse_args(
-        ["replay", "--trace", str(trace), "--window", "last:1d", "--scale", "2", "--jobs", "1", "--out", str(out)]
+        [
+            "replay",
+            "--trace",
+            str(trace),
+            "--window",
+            "last:1d",
+            "--scale",
+            "2",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+        ]
     )
     assert args.func(args) == 0
 
@@ -25,9 +37,13 @@ def test_replay_of_a_real_day_writes_the_whole_report(tmp_path: Path) -> None:
     for name, result in report["policies"].items():
         players = result["players"]
         assert players["arrived"] == bound["players"], name
-        assert players["placed_at_once"] + players["waited"] + players["refused"] + players[
-            "still_waiting_at_end"
-        ] == players["arrived"], name
+        assert (
+            players["placed_at_once"]
+            + players["waited"]
+            + players["refused"]
+            + players["still_waiting_at_end"]
+            == players["arrived"]
+        ), name
         assert result["time_to_session_s"]["count"] == players["placed_at_once"] + players["waited"]
         if players["refused"] == 0:
             assert result["vs_lower_bound"] >= 1.0, name

@@ -102,6 +102,8 @@ def test_engine_counts_players_by_outcome() -> None:
     # outlook says no capacity can come, so it is refused at once (the service's 503).
     rows = [(100.0, 1000.0), (101.0, 1000.0), (102.0, 1000.0), (103.0, 1000.0)]
     replay_inputs = inputs(3600.0, sockets=3, maximum=1)
-    engine = Engine(replay_inputs, plan_of(replay_inputs.config), players(rows, 0.0, 3600.0), SCALERS["ours"]())
+    engine = Engine(
+        replay_inputs, plan_of(replay_inputs.config), players(rows, 0.0, 3600.0), SCALERS["ours"]()
+    )
     tally = engine.run()
     assert (tally.arrived, tally.seated_now, tally.waited, tally.refused_at_once) == (4, 3, 0, 1)

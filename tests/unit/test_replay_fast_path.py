@@ -60,7 +60,11 @@ def test_fast_path_equals_deciding_and_ranking_everything_every_time(tuning: str
     # The shortcut consulted the core far less often.
     assert fast_engine.scaler.stats()["decide_calls"] < slow_engine.scaler.stats()["decide_calls"]
     if tuning == "capped":
-        assert fast_engine.tally.waits_s or fast_engine.tally.refused_at_once or fast_engine.tally.refused_after_wait
+        assert (
+            fast_engine.tally.waits_s
+            or fast_engine.tally.refused_at_once
+            or fast_engine.tally.refused_after_wait
+        )
 
 
 def world(seed: int) -> ReplayWorld:
@@ -99,7 +103,9 @@ def test_fast_seats_account_sockets_like_one_player_sessions() -> None:
         for w in (fast, slow):
             w.clock_cell[0] = t  # type: ignore[attr-defined]
             w.advance()
-        ready = [rid for rid in ids if fast.deployments[rid].accepts_sessions() and fast.deployments[rid].free]
+        ready = [
+            rid for rid in ids if fast.deployments[rid].accepts_sessions() and fast.deployments[rid].free
+        ]
         if ready and (not seated or rng.random() < 0.55):
             rid = rng.choice(ready)
             fast.seat(step, rid)
@@ -112,7 +118,12 @@ def test_fast_seats_account_sockets_like_one_player_sessions() -> None:
             sessions.release(who, rid)
         for rid in ids:
             a, b = fast.deployments[rid], slow.deployments[rid]
-            assert (a.status, a.used, a.empty_since, a.end_reason) == (b.status, b.used, b.empty_since, b.end_reason)
+            assert (a.status, a.used, a.empty_since, a.end_reason) == (
+                b.status,
+                b.used,
+                b.empty_since,
+                b.end_reason,
+            )
         seated = {who: rid for who, rid in seated.items() if fast.deployments[rid].status is Status.READY}
     # The empty_ttl (2 "minutes") ended some of them along the way, the same way in both.
     assert any(fast.deployments[rid].end_reason == "empty_ttl" for rid in ids)

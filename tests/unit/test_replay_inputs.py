@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from fleet.demand import HOUR_S, Trace
-from fleet.replay.inputs import REGIONS, ReplayInputs, default_config, parse_buffer, parse_regions, select_window
+from fleet.replay.inputs import (
+    REGIONS,
+    ReplayInputs,
+    default_config,
+    parse_buffer,
+    parse_regions,
+    select_window,
+)
 from fleet.replay.players import generate, knots
 from fleet.replay.units import build_units, plan_of
 from fleet.replay_cli import add_replay_arguments, main
@@ -19,7 +26,12 @@ from fleet.replay_cli import add_replay_arguments, main
 def test_regions_by_name_with_optional_offsets() -> None:
     regions = parse_regions("europe, asia:9")
     assert [(r.name, r.utc_offset_h) for r in regions] == [("europe", 1.0), ("asia", 9.0)]
-    for bad, words in (("mars", "unknown region"), ("europe:x", "UTC offset"), ("europe,europe", "twice"), ("", "at least one")):
+    for bad, words in (
+        ("mars", "unknown region"),
+        ("europe:x", "UTC offset"),
+        ("europe,europe", "twice"),
+        ("", "at least one"),
+    ):
         with pytest.raises(ValueError, match=words):
             parse_regions(bad)
 
@@ -27,7 +39,10 @@ def test_regions_by_name_with_optional_offsets() -> None:
 def test_windows() -> None:
     trace = Trace(tuple(float(t) for t in range(0, 10 * 86400 + 1, 3600)), tuple([1.0] * 241))
     assert select_window(trace, "all") is trace
-    assert (select_window(trace, "last:2d").start, select_window(trace, "last:2d").end) == (8 * 86400, 10 * 86400)
+    assert (select_window(trace, "last:2d").start, select_window(trace, "last:2d").end) == (
+        8 * 86400,
+        10 * 86400,
+    )
     assert select_window(trace, "first:12h").end == 12 * HOUR_S
     assert select_window(trace, "3600:7200").times == (3600.0, 7200.0)
     for bad in ("last:x", "last:-1d", "nonsense"):
@@ -118,9 +133,11 @@ def test_cli_names_the_bad_argument(
 
 def test_cli_rejects_a_bad_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "fleet.yaml"
-    path.write_text("fleets:\n  - name: f\n    enabled: true\n    apps: [{app: g, version: v1}]\n"
-                    "    policies:\n      - {name: p, enabled: true, type: Location, minimum: 0, maximum: 2,"
-                    " threshold: 0.8, data: {filters: [{field: continent, values: [Europe], filter_type: any}]}}\n")  # fmt: skip
+    path.write_text(
+        "fleets:\n  - name: f\n    enabled: true\n    apps: [{app: g, version: v1}]\n"
+        "    policies:\n      - {name: p, enabled: true, type: Location, minimum: 0, maximum: 2,"
+        " threshold: 0.8, data: {filters: [{field: continent, values: [Europe], filter_type: any}]}}\n"
+    )
     assert main(cli("--config", str(path), "--out", str(tmp_path))) == 2
     assert "policies[0].minimum" in capsys.readouterr().err
 
