@@ -2,15 +2,18 @@
 
     python -m benchmarks.webhooks [--requests N] [--concurrency 64] [--rounds 3] [--quick]
 
-Two real uvicorn servers on loopback, one at a time, same uvicorn settings, one worker each:
-- bare: a Starlette app whose only route answers 200 (the floor of any ASGI endpoint here);
+Real uvicorn servers on loopback, one at a time, same uvicorn settings, one worker each:
+- bare (the baseline): a Starlette app whose only route answers 200 without reading the body;
+- store-one (a reference): a Starlette route that reads the JSON body and writes one Redis hash
+  field per callback, one command each: roughly the least any endpoint that stores callbacks
+  costs on this stack;
 - fleet: `fleet web` itself (production runner, logging and metrics included), receiving
   `POST /webhooks/deployments?token=...` with the platform's status body, each with its own
   request id, so every callback makes a transition, an event and a Redis write.
 
 Load: `--concurrency` keep-alive connections from a small asyncio HTTP/1.1 client in this process
 (much cheaper per request than httpx, so that the servers, not the client, are measured). Rounds
-alternate bare and fleet; throughput is the median of the rounds, latency percentiles are over all
+alternate between the servers; throughput is the median of the rounds, latency percentiles are over all
 requests. Afterwards every callback that was answered 2xx is looked up in Redis (its hash, with the
 status sent): `lost` must be 0.
 
@@ -57,6 +60,28 @@ def serve_bare(port: int) -> None:
         return Response(b'{"result":"ok"}', media_type="application/json")
 
     app = Starlette(routes=[Route("/webhooks/deployments", ok, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False)
+
+
+def serve_store_one(port: int) -> None:
+    import uvicorn
+    from redis.asyncio import Redis
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    settings = Settings()
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+
+    async def store_one(request: Request) -> Response:
+        body = json.loads(await request.body())
+        await redis.hset(
+            f"{settings.redis_prefix}:ref:{body['request_id']}", "status", body["current_status"]
+        )
+        return Response(b'{"result":"ok"}', media_type="application/json")
+
+    app = Starlette(routes=[Route("/webhooks/deployments", store_one, methods=["POST"])])
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False, server_header=False)
 
 
@@ -195,8 +220,11 @@ def redis_url() -> tuple[str, PrivateRedis | None]:
 
 
 # --- the run --------------------------------------------------------------------------------------
+TARGETS = ("bare", "store-one", "fleet")
+
+
 def start_servers(group: ProcessGroup, url: str, prefix: str) -> dict[str, int]:
-    ports = {"bare": free_port(), "fleet": free_port()}
+    ports = {target: free_port() for target in TARGETS}
     env = {
         "FLEET_REDIS_URL": url,
         "FLEET_REDIS_PREFIX": prefix,
@@ -205,29 +233,33 @@ def start_servers(group: ProcessGroup, url: str, prefix: str) -> dict[str, int]:
         "FLEET_METRICS_DIR": str(group.dir / "metrics"),
     }
     bare = group.spawn("bare", [sys.executable, "-m", "benchmarks.webhooks", "bare", str(ports["bare"])])
+    store_one = group.spawn(
+        "store-one", [sys.executable, "-m", "benchmarks.webhooks", "store-one", str(ports["store-one"])], env
+    )
     web = group.spawn(
         "web", [*fleet_command(), "web", "--host", "127.0.0.1", "--port", str(ports["fleet"])], env
     )
     wait_http(f"http://127.0.0.1:{ports['fleet']}/healthz", proc=web)
     wait_http(f"http://127.0.0.1:{ports['bare']}/webhooks/deployments", proc=bare, any_answer=True)
+    wait_http(f"http://127.0.0.1:{ports['store-one']}/webhooks/deployments", proc=store_one, any_answer=True)
     return ports
 
 
 async def run(args: argparse.Namespace, url: str, prefix: str, ports: dict[str, int]) -> dict[str, Any]:
     run_tag = secrets.token_hex(2)
     rounds: list[Round] = []
-    for target in ("bare", "fleet"):  # warm-up: imports, connections, script loading
+    for target in TARGETS:  # warm-up: imports, connections, script loading
         rounds.append(
             await load(ports[target], target, args.warmup, args.concurrency, f"w{run_tag}{target[0]}")
         )
     warmup_ids = [rid for r in rounds if r.target == "fleet" for rid in r.accepted_ids]
     measured: list[Round] = []
     for n in range(args.rounds):
-        for target in ("bare", "fleet"):
+        for target in TARGETS:
             tag = f"m{run_tag}{n:x}{target[0]}"
             measured.append(await load(ports[target], target, args.requests, args.concurrency, tag))
     report: dict[str, Any] = {}
-    for target in ("bare", "fleet"):
+    for target in TARGETS:
         mine = [r for r in measured if r.target == target]
         latencies = [lat for r in mine for lat in r.latencies_s]
         statuses: dict[str, int] = {}
@@ -250,7 +282,7 @@ async def run(args: argparse.Namespace, url: str, prefix: str, ports: dict[str, 
 
 
 def table(report: dict[str, Any]) -> str:
-    b, f, r = report["bare"], report["fleet"], report["ratios"]
+    b, s, f, r = report["bare"], report["store-one"], report["fleet"], report["ratios"]
     args = report["run"]["args"]
     rows = [
         "# Webhook ingest benchmark",
@@ -263,11 +295,14 @@ def table(report: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---|",
         f"| bare Starlette 200 | {b['per_s']:,.0f} | {b['p50_ms']} ms | {b['p99_ms']} ms | {b['max_ms']} ms "
         f"| {b['statuses']} |",
+        f"| reference: read body, one Redis write | {s['per_s']:,.0f} | {s['p50_ms']} ms | {s['p99_ms']} ms "
+        f"| {s['max_ms']} ms | {s['statuses']} |",
         f"| `fleet web` /webhooks/deployments | {f['per_s']:,.0f} | {f['p50_ms']} ms | {f['p99_ms']} ms "
         f"| {f['max_ms']} ms | {f['statuses']} |",
         "",
         f"Throughput ratio fleet / bare: **{r['fleet_per_s_over_bare_per_s']}** (goal >= {GOAL_RATIO}); "
-        f"p99 ratio: {r['fleet_p99_over_bare_p99']}.",
+        f"p99 ratio: {r['fleet_p99_over_bare_p99']}. Fleet / the store-one reference: "
+        f"{r['fleet_per_s_over_store_one_per_s']}.",
         f"Accepted callbacks: {f['accepted']:,}; not found in Redis afterwards: **{f['lost']}** (goal 0).",
     ]
     return "\n".join(rows) + "\n"
@@ -278,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv[:1] == ["bare"]:
         serve_bare(int(argv[1]))
+        return 0
+    if argv[:1] == ["store-one"]:
+        serve_store_one(int(argv[1]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webhooks", description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=10_000, help="requests per round and endpoint")
@@ -303,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     b, f = report["bare"], report["fleet"]
     report["ratios"] = {
         "fleet_per_s_over_bare_per_s": round(f["per_s"] / b["per_s"], 3),
+        "fleet_per_s_over_store_one_per_s": round(f["per_s"] / report["store-one"]["per_s"], 3),
+        "store_one_per_s_over_bare_per_s": round(report["store-one"]["per_s"] / b["per_s"], 3),
         "fleet_p50_over_bare_p50": round(f["p50_ms"] / b["p50_ms"], 2),
         "fleet_p99_over_bare_p99": round(f["p99_ms"] / b["p99_ms"], 2),
     }

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from codema.schemas import PortMapping, WireLocation, status_name
 from fleet.models import DeploymentLocation, SessionState, StatusReport, parse_count
@@ -128,9 +128,16 @@ def _flag(value: object) -> bool:
     return value is True or (isinstance(value, int) and value == 1)
 
 
+_PORTS = TypeAdapter(dict[str, PortMapping])
+
+
 def _ports(value: object) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
+    try:  # all at once; one malformed port sends us the slow way, which drops just that one
+        return _PORTS.dump_python(_PORTS.validate_python(value), exclude_defaults=True)  # type: ignore[no-any-return]
+    except ValidationError:
+        pass
     ports: dict[str, Any] = {}
     for name, port in value.items():
         try:

@@ -10,6 +10,7 @@ answer. Rejected requests change nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from fleet.bootstrap import Services
@@ -32,7 +33,7 @@ from fleet.metrics import (
 )
 from fleet.store.session_reports import SessionContended
 from webhooks.auth import AuthFailure, SecretGuard, client_address
-from webhooks.ingest import Ingest, Outcome
+from webhooks.ingest import Ingest, Outcome, Result
 from webhooks.parse import FieldError, deployment_body, session_body, telemetry_body
 from webhooks.throttle import FailureThrottle
 
@@ -42,6 +43,7 @@ INGEST_DEADLINE_S = 5.0  # half the platform's 10 s timeout: a slow Redis gets a
 RETRY_AFTER_S = "2"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
+_ANSWERS = {r: json.dumps({"result": r.value}).encode() for r in Result}  # {"result": "transition"}, ...
 
 
 class Rejected(Exception):
@@ -75,6 +77,8 @@ class WebhookEndpoint:
         self.kind = kind
         self.guard = guard
         self.handler = handler
+        self._latency = WEBHOOK_LATENCY.labels(kind)
+        self._accepted = {r: WEBHOOK_CALLBACKS.labels(kind, r.value) for r in Result}
 
     async def respond(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -83,13 +87,13 @@ class WebhookEndpoint:
         except Rejected as rej:
             return self._reject(request, rej)
         finally:
-            WEBHOOK_LATENCY.labels(self.kind).observe(time.perf_counter() - started)
-        WEBHOOK_CALLBACKS.labels(self.kind, outcome.result.value).inc()
+            self._latency.observe(time.perf_counter() - started)
+        self._accepted[outcome.result].inc()
         for kind, state in outcome.transitions:
             WEBHOOK_TRANSITIONS.labels(kind, state).inc()
         for note in outcome.usage_notes:
             WEBHOOK_USAGE_ANOMALIES.labels(note.value).inc()
-        return JSONResponse({"result": outcome.result.value})
+        return Response(_ANSWERS[outcome.result], media_type="application/json")
 
     async def _handle(self, request: Request) -> Outcome:
         failure = self.guard.check(request, time.monotonic())
