@@ -34,7 +34,7 @@ log = logging.getLogger("autoscaler.reconcile")
 
 LIST_GRACE_S = 2.0  # margin for a deployment recorded just before the list was read
 STOP_RETRY_S = 120.0  # a drained deployment still running this long after its stop: stop again
-POLL_RATE_PER_S = 4.0  # status polls per second (the platform allows 20/s for everyone)
+POLL_RATE_PER_S = 10.0  # status polls per second (the platform allows 20/s for everyone)
 POLL_FRESH_S = 3.0  # starting or stopping deployments heard from within this are not polled
 FACTS_TTL_S = 24 * 3600.0
 MAX_CONCURRENT_POLLS = 4
@@ -161,6 +161,10 @@ class Reconciler:
             elif (d.status is None or d.status.starting or d.stop_requested_at) and quiet >= POLL_FRESH_S:
                 rank = 1
             elif d.fleet and not d.app:
+                rank = 2
+            elif d.released_at is not None and d.released_at > d.last_heard:
+                # A session left since the platform last told us its usage: until we ask again,
+                # the stale usage keeps counting that player and the policy looks fuller than it is.
                 rank = 2
             elif quiet >= stale_s:
                 rank = 3

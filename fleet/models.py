@@ -137,6 +137,7 @@ class Deployment(BaseModel):
     empty_since: float | None = None  # since when usage is known 0 with no session or reservation
     draining: bool = False
     stop_requested_at: float | None = None
+    released_at: float | None = None  # a session left after the platform's last usage report
     sessions: int = 0  # our sessions holding sockets on it
     committed: int = 0  # sockets held by our confirmed sessions
     reserved: int = 0  # sockets held by live reservations (filled in on read)

@@ -181,7 +181,12 @@ return 1
 -- KEYS: dep, holds   ARGV: session_id, now_ms   -> 1 if a hold was removed
 local dep, holds = KEYS[1], KEYS[2]
 local removed = redis.call('HDEL', holds, ARGV[1])
-if redis.call('EXISTS', dep) == 1 then refresh_empty(dep, holds, tonumber(ARGV[2])) end
+if redis.call('EXISTS', dep) == 1 then
+  -- The platform's usage we hold still counts this session until the next report: mark the
+  -- deployment so the scaler polls it soon (fresh absolute usage; never a local decrement).
+  if removed == 1 then redis.call('HSET', dep, 'released_at', tostring(tonumber(ARGV[2]) / 1000)) end
+  refresh_empty(dep, holds, tonumber(ARGV[2]))
+end
 return removed
 
 --@ resize

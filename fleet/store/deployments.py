@@ -128,6 +128,7 @@ def decode_deployment(raw: Mapping[str, str], holds: Mapping[str, str], now_ms: 
         empty_since=float(raw["empty_since"]) if raw.get("empty_since") else None,
         draining=raw.get("draining") == "1",
         stop_requested_at=float(raw["stop_requested_at"]) if raw.get("stop_requested_at") else None,
+        released_at=float(raw["released_at"]) if raw.get("released_at") else None,
         sessions=sessions,
         committed=committed,
         reserved=reserved,

@@ -90,3 +90,20 @@ async def test_empty_since_tracks_idle(store: Store) -> None:
     await store.deployments.apply(StatusReport("d1", "Status.READY", usage=1, source="poll"), NOW + 1)
     dep = await store.deployments.get("d1", NOW + 1)
     assert dep is not None and dep.empty_since is None
+
+
+async def test_release_marks_usage_for_a_prompt_poll(store: Store) -> None:
+    await ready(store, sockets=4, usage=0)
+    assert (await store.deployments.reserve("d1", "s1", 2, NOW, 10)).ok
+    await store.deployments.confirm("d1", "s1", 2)
+    await store.deployments.apply(StatusReport("d1", "Status.READY", usage=2, source="poll"), NOW + 1)
+    await store.deployments.release("d1", "s1", NOW + 2)
+    dep = await store.deployments.get("d1", NOW + 2)
+    # The platform's last word still says 2 players: the deployment is not empty yet, and it is
+    # marked as released after that word so the scaler asks again.
+    assert dep is not None and dep.usage == 2 and dep.empty_since is None
+    assert dep.released_at == NOW + 2 and dep.released_at > dep.last_heard
+    await store.deployments.apply(StatusReport("d1", "Status.READY", usage=0, source="poll"), NOW + 3)
+    dep = await store.deployments.get("d1", NOW + 3)
+    assert dep is not None and dep.usage == 0 and dep.empty_since == NOW + 3
+    assert dep.released_at is not None and dep.released_at < dep.last_heard
