@@ -170,7 +170,8 @@ SCALER_RECONCILES = Counter(
 WEBHOOK_CALLBACKS = Counter(
     "fleet_webhook_callbacks_total", "Platform callbacks by kind and result", ["kind", "result"]
 )
-# reason: missing_secret, bad_secret, throttled, too_large, malformed, missing_field, store_unavailable.
+# reason: missing_secret, bad_secret, throttled (429), not_configured, too_large (413), malformed (400),
+# missing_field / invalid_field (422), store_unavailable (503).
 WEBHOOK_REJECTIONS = Counter(
     "fleet_webhook_rejections_total", "Platform callbacks refused, by kind and reason", ["kind", "reason"]
 )
@@ -185,7 +186,7 @@ WEBHOOK_LATENCY = Histogram(
     ["kind"],
     buckets=LATENCY_BUCKETS_S,
 )
-# reason: missing, null, not_numeric (usage unknown), clamped (usage above sockets).
+# reason: missing, null, invalid (usage unknown, never 0), clamped (usage above sockets).
 WEBHOOK_USAGE_ANOMALIES = Counter(
     "fleet_webhook_usage_anomalies_total", "Callbacks whose sockets_usage was unknown or clamped", ["reason"]
 )
