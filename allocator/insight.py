@@ -115,9 +115,13 @@ def origin_of(facts: Sequence[GeoFact], points: Sequence[Point]) -> dict[str, An
         "longitude": round(math.degrees(math.atan2(y, x)), 4),
     }
     countries = Tally(f.country for f in facts if f.country)
+    names = Tally(f.country_name for f in facts if f.country_name)
     continents = Tally(f.continent for f in facts if f.continent)
     if countries:
         origin["country"] = countries.most_common(1)[0][0]
+    if names:
+        # Location policies name countries as the platform spells them ("Canada"), not by code.
+        origin["country_name"] = names.most_common(1)[0][0]
     if continents:
         origin["continent"] = continents.most_common(1)[0][0]
     return origin
@@ -201,7 +205,7 @@ class Insight:
         for a in answers:
             n = by_ip.get(a.ip_address)
             if n is not None:
-                facts[n] = GeoFact(a.latitude, a.longitude, a.country_code, a.continent)
+                facts[n] = GeoFact(a.latitude, a.longitude, a.country_code, a.continent, a.country_name)
         for n, f in facts.items():
             self._geo.put(n, f)
         await self.store.put_geo(facts, GEO_TTL_S, GEO_UNKNOWN_TTL_S)

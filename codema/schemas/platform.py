@@ -68,6 +68,7 @@ class IpLookup(Received):
     latitude: Float = None
     longitude: Float = None
     country_code: Text = ""
+    country_name: Text = ""  # the platform's own spelling, as Location policies filter on it
     continent: Text = ""
 
     @model_validator(mode="before")
@@ -83,6 +84,7 @@ class IpLookup(Received):
             "latitude": loc.get("latitude"),
             "longitude": loc.get("longitude"),
             "country_code": country.get("code"),
+            "country_name": country.get("name"),
             "continent": continent.get("name") or continent.get("code"),
         }
 

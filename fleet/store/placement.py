@@ -33,8 +33,9 @@ class GeoFact:
 
     latitude: float | None = None
     longitude: float | None = None
-    country: str = ""
+    country: str = ""  # ISO code
     continent: str = ""
+    country_name: str = ""
 
     @property
     def located(self) -> bool:
@@ -45,7 +46,13 @@ def _geo(raw: str | bytes | None) -> GeoFact | None:
     if raw is None:
         return None
     doc = json.loads(raw)
-    return GeoFact(doc.get("lat"), doc.get("lon"), doc.get("country", ""), doc.get("continent", ""))
+    return GeoFact(
+        doc.get("lat"),
+        doc.get("lon"),
+        doc.get("country", ""),
+        doc.get("continent", ""),
+        doc.get("country_name", ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,13 @@ class PlacementStore:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for network, f in facts.items():
-                doc = {"lat": f.latitude, "lon": f.longitude, "country": f.country, "continent": f.continent}
+                doc = {
+                    "lat": f.latitude,
+                    "lon": f.longitude,
+                    "country": f.country,
+                    "continent": f.continent,
+                    "country_name": f.country_name,
+                }
                 body = json.dumps(doc) if f.located else "{}"
                 ttl = ttl_s if f.located else unknown_ttl_s
                 pipe.set(self.keys.geo_point(network), body, px=max(1, int(ttl * 1000)))

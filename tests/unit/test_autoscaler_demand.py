@@ -33,6 +33,8 @@ TORONTO = {"latitude": 43.65, "longitude": -79.38, "country": "Canada", "contine
         ((f("continent", "europe"),), {"continent": "Europe"}, True),
         ((f("country", "France", "FR"),), {"country": "FR"}, True),
         ((f("country", "Canada", kind="not"),), {"country": "FR"}, True),
+        # The allocator's origin carries the ISO code and the platform's name of the country.
+        ((f("country", "Canada"),), {"country": "CA", "country_name": "Canada"}, True),
         ((f("country", "Canada", kind="not"),), {"country": "Canada"}, False),
         ((f("country", "FR", "DE", kind="all"),), {"country": "FR"}, False),
         ((f("city", "Paris"),), PARIS, False),  # undecidable from an origin: no match by filters
