@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--soak-s", type=float, default=600.0)
     parser.add_argument("--no-soak", action="store_true")
     parser.add_argument("--no-fuzz", action="store_true")
-    parser.add_argument("--fuzz-examples", type=int, default=100)
+    parser.add_argument("--fuzz-examples", type=int, default=60)
     args = parser.parse_args()
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)

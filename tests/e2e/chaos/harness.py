@@ -109,6 +109,7 @@ class ChaosStack:
     sockets: int = SOCKETS
     env: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"chaos{uuid.uuid4().hex[:6]}")
+    redis_lost: bool = False  # Redis was restarted without its data at least once
     stack: Stack = field(init=False)
     config_path: Path = field(init=False)
     _rr: itertools.cycle[int] = field(init=False)
@@ -264,6 +265,7 @@ class ChaosStack:
             assert old.proc is not None
             os.kill(old.proc.pid, signal.SIGKILL)
         old.stop()
+        self.redis_lost = True
         time.sleep(down_s)
         self.stack.redis = PrivateRedis(port=old.port).start()
 
