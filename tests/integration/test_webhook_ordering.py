@@ -203,8 +203,12 @@ def state(web: WebApp, ids: Ids) -> dict[str, Any]:
         return value
 
     session = r.get(f"{p}:session:{ids.ours}")
+    deployment = r.hgetall(f"{p}:dep:{ids.rid}")
+    # `released_at` is the allocator's "poll this deployment soon" hint, stamped when a hold is
+    # released on a deployment already known; it is not a fact from the callbacks.
+    deployment.pop("released_at", None)
     return {
-        "deployment": norm(r.hgetall(f"{p}:dep:{ids.rid}")),
+        "deployment": norm(deployment),
         "deployment_expires": r.ttl(f"{p}:dep:{ids.rid}") > 0,
         "holds": norm(r.hgetall(f"{p}:holds:{ids.rid}")),
         "live": r.sismember(f"{p}:deps:live", ids.rid),
