@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autoscaler.selectors import Need
 from fleet.models import LocationFilter
 
 CONTINENTS = {
@@ -55,6 +56,7 @@ class Waiting:
     version: str
     sockets: int
     origin: Mapping[str, Any]
+    need: Need | None = None  # its selectors (autoscaler.selectors), None without any
 
 
 def _norm(text: object) -> str:
@@ -128,19 +130,24 @@ def choose(targets: Sequence[Target], origin: Mapping[str, Any]) -> Target | Non
     return nearest(targets) or min(targets, key=lambda t: t.unit)
 
 
-def assign(waiting: Iterable[Waiting], targets: Sequence[Target]) -> dict[Unit, int]:
-    """Waiting sockets per target unit."""
+def assign_each(waiting: Iterable[Waiting], targets: Sequence[Target]) -> dict[Unit, list[Waiting]]:
+    """The waiting sessions each target unit takes, in the order given (oldest first)."""
     by_version: dict[tuple[str, str], list[Target]] = {}
     for t in targets:
         by_version.setdefault(t.app_version, []).append(t)
-    demand: dict[Unit, int] = {}
+    out: dict[Unit, list[Waiting]] = {}
     for w in waiting:
         if w.sockets <= 0:
             continue
         target = choose(by_version.get((w.app, w.version), []), w.origin)
         if target is not None:
-            demand[target.unit] = demand.get(target.unit, 0) + w.sockets
-    return demand
+            out.setdefault(target.unit, []).append(w)
+    return out
+
+
+def assign(waiting: Iterable[Waiting], targets: Sequence[Target]) -> dict[Unit, int]:
+    """Waiting sockets per target unit."""
+    return {unit: sum(w.sockets for w in ws) for unit, ws in assign_each(waiting, targets).items()}
 
 
 def centre(points: Iterable[tuple[float, float]]) -> tuple[float, float] | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from autoscaler.tags import create_tags
 from codema.errors import NotFound, PlatformRejected, PlatformUnavailable
-from codema.schemas import DeployRequest, LocationPoint, StopOutcome
+from codema.schemas import DeployRequest, EnvVar, LocationPoint, StopOutcome
 from fleet.bootstrap import Services
 from fleet.callbacks import callback_url
 from fleet.logging import event
@@ -47,13 +47,21 @@ def stop_deployment_job(payload: dict[str, Any]) -> str:
 
 
 # --- create -----------------------------------------------------------------------------------------
+def deploy_tags(payload: dict[str, Any], fleet: str, policy: str) -> list[str]:
+    """Our ownership tags, then the selector tags of the waiting sessions it is created for."""
+    tags = create_tags(fleet, policy, payload["app"], payload["version"])
+    return list(dict.fromkeys([*tags, *(str(t) for t in payload.get("selector_tags") or [])]))
+
+
 def deploy_request(payload: dict[str, Any], fleet: str, policy: str, services: Services) -> DeployRequest:
     filters = [LocationFilter.model_validate(f) for f in payload.get("filters") or []]
     location = payload.get("location")
+    env = [EnvVar(key=str(e["key"]), value=str(e["value"])) for e in payload.get("env") or []]
     return DeployRequest(
         app_name=payload["app"],
         version_name=payload["version"],
-        tags=create_tags(fleet, policy, payload["app"], payload["version"]),
+        tags=deploy_tags(payload, fleet, policy),
+        env_vars=env or None,
         filters=filters or None,
         location=LocationPoint.model_validate(location) if location else None,
         webhook_url=callback_url(services.settings, "deployments"),
@@ -89,20 +97,26 @@ async def create_deployment(services: Services, payload: dict[str, Any]) -> str:
         return await _record(services, fleet, "create", "not_pending", policy=policy, intent=intent)
     attempts = int(doc.get("attempts") or 0)
     await store.fleets.update_intent(intent, {"attempts": str(attempts + 1)})
-    rid = ""
+    rid, tags = "", deploy_tags(payload, fleet, policy)
     if attempts:
         # An earlier run may have created it before failing: the intent tag says.
         found = await services.client.find_by_intent(intent)
-        rid = found.request_id if found is not None else ""
+        if found is not None:
+            rid, tags = found.request_id, list(found.tags or tags)
     if not rid:
         try:
-            rid = (
-                await services.client.deploy(deploy_request(payload, fleet, policy, services), intent=intent)
-            ).request_id
+            created = await services.client.deploy(
+                deploy_request(payload, fleet, policy, services), intent=intent
+            )
         except PlatformRejected as err:
             # Final: the scaler folds it into the policy's ERROR back-off, then forgets the intent.
             await store.fleets.update_intent(intent, {"outcome": "rejected", "error": str(err)[:300]})
             return await _record(services, fleet, "create", "rejected", policy=policy, error=str(err)[:300])
+        rid, tags = created.request_id, list(created.tags or tags)
+    # Its tags now, not at its first status report: until then the scaler would not see it as
+    # room for the waiting sessions whose selector tags it carries, and would create another.
+    report = StatusReport(request_id=rid, tags=tuple(tags), source="create")
+    await store.deployments.apply(report, services.clock())
     await store.deployments.record_owner(
         rid,
         fleet=fleet,

@@ -47,6 +47,7 @@ class Reason(enum.StrEnum):
     STEADY = "steady"  # within range: nothing to do
     MINIMUM = "minimum"  # below minimum: create up to it
     THRESHOLD = "threshold"  # used sockets (plus waiting sessions) reached the threshold
+    SELECTORS = "selectors"  # waiting sessions need deployments carrying their selector tags
     STUCK = "stuck"  # a deployment stuck starting: stop it, a replacement follows within maximum
     IDLE = "idle"  # idle deployments stopped; what remains stays under threshold - hysteresis
     OVER_MAXIMUM = "over_maximum"  # more live than maximum: idle ones stopped, busy ones kept
@@ -128,6 +129,7 @@ class Counts:
     capacity: int = 0  # sockets of serving + pending deployments
     used: Fraction = Fraction(0)  # used + reserved sockets on serving deployments
     waiting: int = 0  # sockets of sessions waiting for capacity (demand near these deployments)
+    tagged: int = 0  # deployments waiting sessions' selector tags need (autoscaler.selectors)
 
     @property
     def utilisation(self) -> float:
@@ -289,6 +291,7 @@ def decide(
     in_flight: int = 0,
     waiting: int = 0,
     peak: Number | None = None,
+    tagged: int = 0,
 ) -> Decision:
     """The desired state of one policy (for one linked app version) from scratch.
 
@@ -296,6 +299,10 @@ def decide(
     against maximum). `waiting`: sockets of sessions waiting for capacity near this policy.
     `peak`: the highest demand (used + reserved + waiting sockets) over the stabilisation window;
     None when the scaler has not watched the policy for a whole window (then no scale-in).
+    `tagged`: new deployments that waiting sessions need because no live or pending deployment
+    carries their selector tags (`autoscaler.selectors.plan`); at least that many are added, as
+    any capacity is, within `maximum`. They also serve untagged demand, so the two needs overlap:
+    the larger of them is added, not their sum.
     """
     t = _classify(deployments, spec, now)
     pending = len(t.pending) + in_flight
@@ -312,16 +319,20 @@ def decide(
         capacity=capacity,
         used=Fraction(t.used),
         waiting=waiting,
+        tagged=tagged,
     )
     stuck_ids = tuple(d.request_id for d in t.stuck)
     if not spec.enabled:
         return Decision(desired=effective, reason=Reason.DISABLED, counts=counts)
 
     demand = t.used + waiting
-    add = deployments_to_add(demand, capacity, spec.threshold, spec.sockets)
+    by_threshold = deployments_to_add(demand, capacity, spec.threshold, spec.sockets)
+    add = max(by_threshold, tagged)
     proposal = max(effective + add, spec.minimum)
     if proposal > effective:
-        reason = Reason.THRESHOLD if effective + add >= spec.minimum and add > 0 else Reason.MINIMUM
+        reason = Reason.MINIMUM
+        if effective + add >= spec.minimum and add > 0:
+            reason = Reason.THRESHOLD if by_threshold >= tagged else Reason.SELECTORS
         return _scale_up(spec, memory, now, counts, effective, proposal, reason, stuck_ids)
     return _scale_in(spec, memory, now, counts, t, effective, stuck_ids, peak)
 

@@ -8,6 +8,7 @@ and enqueues nothing. Jobs carry the same token and the worker checks it again.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoscaler import policy as core
+from autoscaler import selectors
 from autoscaler.jobs import CREATE_JOB, STOP_JOB
 from autoscaler.snapshot import PolicyUnit, Snapshot, read_snapshot
-from autoscaler.view import memory_fields, observed, spec_of
+from autoscaler.tags import create_tags
+from autoscaler.view import memory_fields, observed, rooms_of, spec_of
 from codema.errors import NotFound, PlatformError
 from fleet.bootstrap import Services
 from fleet.logging import event
@@ -57,6 +60,8 @@ class Planned:
     create: int = 0
     limited: core.Limit | None = None
     outcome: list[str] = field(default_factory=list)
+    # What the first creates carry for waiting sessions' selectors (autoscaler.selectors).
+    tagged: tuple[selectors.Tagged, ...] = ()
 
 
 class Scaler:
@@ -104,6 +109,7 @@ class Scaler:
             spec = spec_of(unit.fleet, unit.policy, unit.facts, self.settings, linked=unit.linked)
             memory = memories.get(unit.owner, core.Memory())
             window = self.windows.setdefault(unit.key, core.PeakWindow())
+            tagged = self._selector_plan(unit, spec, snap.now)
             decision = core.decide(
                 spec,
                 [observed(d) for d in unit.deployments],
@@ -112,12 +118,22 @@ class Scaler:
                 in_flight=len(unit.intents),
                 waiting=unit.waiting,
                 peak=window.peak(snap.now, spec.idle_s),
+                tagged=len(tagged),
             )
             window.add(snap.now, decision.counts.used + decision.counts.waiting)
-            plans.append(Planned(unit, spec, decision, memory, decision.create, decision.limited))
+            plans.append(
+                Planned(unit, spec, decision, memory, decision.create, decision.limited, tagged=tagged)
+            )
         for gone in set(self.windows) - {u.key for u in snap.units}:
             del self.windows[gone]
         return plans
+
+    @staticmethod
+    def _selector_plan(unit: PolicyUnit, spec: core.Spec, now: float) -> tuple[selectors.Tagged, ...]:
+        if not unit.needs:
+            return ()
+        rooms = rooms_of(unit.deployments, unit.intent_tags, spec, now)
+        return selectors.plan(unit.needs, rooms, spec.sockets).creates
 
     def _apply_account_caps(self, plans: Sequence[Planned], snap: Snapshot) -> None:
         room = max(0, self.settings.account_max_deployments - snap.live_total - snap.in_flight_total)
@@ -203,8 +219,13 @@ class Scaler:
             plan.outcome.append("limited")
             return
         ops = Ops()
-        doc = {"app": unit.app, "version": unit.version, "token": str(token)}
-        for intent in intents:
+        # The first creates carry what waiting sessions' selectors need; the rest are plain.
+        carries = [plan.tagged[i] if i < len(plan.tagged) else None for i in range(len(intents))]
+        plain = create_tags(unit.fleet.name, unit.policy.name, unit.app, unit.version)
+        for intent, tagged in zip(intents, carries, strict=True):
+            tags = list(dict.fromkeys([*plain, *(tagged.tags if tagged else ())]))
+            # The intent keeps its tags: while it is in flight it is room for sessions with them.
+            doc = {"app": unit.app, "version": unit.version, "token": str(token), "tags": json.dumps(tags)}
             store.fleets.intent_ops(ops, unit.fleet.name, unit.policy.name, intent, doc, now)
         memory = core.after_scale_up(memories.get(unit.owner, core.Memory()), now)
         memories[unit.owner] = memory
@@ -212,13 +233,18 @@ class Scaler:
         if not await store.fleets.fenced(token, ops):
             raise StaleLeader("create")
         payload_base = self._deploy_payload(unit, token)
-        for intent in intents:
-            self.services.jobs.enqueue(
-                CREATE_JOB, {**payload_base, "intent": intent}, job_id=f"create-{intent}"
-            )
+        for intent, tagged in zip(intents, carries, strict=True):
+            payload = {**payload_base, "intent": intent}
+            if tagged is not None:
+                payload["selector_tags"] = list(tagged.tags)
+                payload["env"] = [{"key": k, "value": v} for k, v in tagged.env]
+            self.services.jobs.enqueue(CREATE_JOB, payload, job_id=f"create-{intent}")
             SCALER_ACTIONS.labels("create", "enqueued").inc()
         plan.create = len(intents)
         plan.outcome.append(f"create_enqueued={len(intents)}")
+        with_tags = sum(1 for tagged in carries if tagged is not None)
+        if with_tags:
+            plan.outcome.append(f"create_tagged={with_tags}")
 
     @staticmethod
     def _deploy_payload(unit: PolicyUnit, token: int) -> dict[str, Any]:
@@ -310,6 +336,7 @@ class Scaler:
                 "capacity": c.capacity,
                 "used": float(c.used),
                 "waiting": c.waiting,
+                "tagged": c.tagged,
                 "utilisation": round(c.utilisation, 4),
                 "threshold": plan.spec.threshold,
                 "minimum": plan.spec.minimum,
@@ -343,6 +370,7 @@ class Scaler:
             pending=c.pending,
             used=float(c.used),
             waiting=c.waiting,
+            tagged=c.tagged,
             capacity=c.capacity,
             limited=limited or None,
             held=held or None,

@@ -3,11 +3,14 @@ deployments, creates in flight, waiting demand, facts and memory. One read, then
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from autoscaler.demand import Target, Unit, Waiting, assign, centre
+from autoscaler.demand import Target, Unit, Waiting, assign_each, centre
 from autoscaler.policy import Memory
+from autoscaler.selectors import Need, need_of
+from autoscaler.tags import create_tags
 from autoscaler.view import memory_of
 from fleet.bootstrap import Services
 from fleet.models import AppVersionRef, Deployment, Fleet, Policy, SessionState, session_size
@@ -28,7 +31,9 @@ class PolicyUnit:
     facts: AppVersionFacts | None = None
     deployments: list[Deployment] = field(default_factory=list)
     intents: list[str] = field(default_factory=list)  # creates in flight for this version
+    intent_tags: list[frozenset[str]] = field(default_factory=list)  # the tags each one carries
     waiting: int = 0
+    needs: list[Need] = field(default_factory=list)  # waiting sessions with selectors, oldest first
 
     @property
     def key(self) -> Unit:
@@ -131,6 +136,8 @@ async def read_snapshot(services: Services, now: float) -> Snapshot:
                 )
                 if unit is not None:
                     unit.intents.append(intent)
+                    plain = frozenset(create_tags(fleet.name, policy.name, unit.app, unit.version))
+                    unit.intent_tags.append(intent_tags(doc) or plain)
                     in_flight_total += 1
             units.extend(grouped)
             i += 1
@@ -145,6 +152,15 @@ async def read_snapshot(services: Services, now: float) -> Snapshot:
         live_total=await store.fleets.live_count(),
         in_flight_total=in_flight_total,
     )
+
+
+def intent_tags(doc: Mapping[str, str]) -> frozenset[str]:
+    """The tags a create in flight asked for (its intent record keeps them as a JSON list)."""
+    try:
+        tags = json.loads(doc.get("tags") or "[]")
+    except ValueError:
+        return frozenset()
+    return frozenset(str(t) for t in tags) if isinstance(tags, list) else frozenset()
 
 
 async def _attach_facts(services: Services, units: Sequence[PolicyUnit]) -> None:
@@ -186,13 +202,15 @@ async def _attach_waiting(services: Services, units: Sequence[PolicyUnit], now: 
     if not ids:
         return
     records = await store.sessions.get_many(ids)
-    demand = assign(
-        (
-            Waiting(r.app, r.version, max(r.size or session_size(r.kind, len(r.ips)), 1), r.origin)
-            for r in records
-            if r.state is SessionState.WAITING
-        ),
-        targets_of(units),
-    )
+    waiting_now = []
+    for r in records:
+        if r.state is not SessionState.WAITING:
+            continue
+        size = max(r.size or session_size(r.kind, len(r.ips)), 1)
+        need = need_of(size, r.selectors) if r.selectors else None
+        waiting_now.append(Waiting(r.app, r.version, size, r.origin, need))
+    assigned = assign_each(waiting_now, targets_of(units))
     for u in units:
-        u.waiting = demand.get(u.key, 0)
+        mine = assigned.get(u.key, [])
+        u.waiting = sum(w.sockets for w in mine)
+        u.needs = [w.need for w in mine if w.need is not None]

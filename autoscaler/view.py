@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from autoscaler.policy import Memory, Observed, Spec
-from fleet.models import Deployment, Fleet, Policy
+from autoscaler.selectors import UNKNOWN_ROOM, Room
+from fleet.models import Deployment, Fleet, Policy, Status
 from fleet.settings import Settings
 from fleet.store import AppVersionFacts
 
@@ -29,6 +30,26 @@ def observed(d: Deployment) -> Observed:
         draining=d.draining,
         stop_requested=d.stop_requested_at is not None,
     )
+
+
+def rooms_of(
+    deployments: Iterable[Deployment], intent_tags: Sequence[frozenset[str]], spec: Spec, now: float
+) -> list[Room]:
+    """Where a unit's waiting sessions could still go: READY deployments' free sockets, and all the
+    sockets of deployments starting (not stuck) and of creates in flight, each with its tags.
+    Deployments on their way out, stuck or of an unknown status take nobody."""
+    rooms: list[Room] = []
+    for d in deployments:
+        if d.draining or d.stop_requested_at is not None:
+            continue
+        if d.status is Status.READY:
+            rooms.append(Room(frozenset(d.tags), d.free_sockets))
+            continue
+        starting = (d.status is None and not d.status_raw) or (d.status is not None and d.status.starting)
+        if starting and now - d.created_at <= spec.deploy_timeout_s:
+            rooms.append(Room(frozenset(d.tags), d.sockets or spec.sockets or UNKNOWN_ROOM))
+    rooms.extend(Room(tags, spec.sockets or UNKNOWN_ROOM) for tags in intent_tags)
+    return rooms
 
 
 def idle_s(policy: Policy, facts: AppVersionFacts | None, settings: Settings) -> float:

@@ -62,7 +62,9 @@ class DeploymentsPart(AppsPart):
         users = self.users_of(spec.ip_list, spec.geo_ip_list, "ip_list")
         players = [spec.location] if spec.location else self.points_of(users)
         loc = self.place(spec.filters, players)
-        return self.start_deployment(version, loc, list(spec.tags), spec.webhook_url, len(users))
+        d = self.start_deployment(version, loc, list(spec.tags), spec.webhook_url, len(users))
+        d.env_vars = spec.env_vars
+        return d
 
     def place(self, filters: tuple[LocationFilter, ...], players: list[Point]) -> EdgeLocation:
         """The location for a new deployment: matching the filters, not in outage, nearest the players."""

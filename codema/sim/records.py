@@ -225,6 +225,7 @@ class DeploymentRecord:
     session_ids: list[str] = field(default_factory=list)
     used: int = 0
     empty_since: float | None = None
+    env_vars: tuple[tuple[str, str], ...] = ()  # the deploy's env_vars (key, value), as injected
 
     @property
     def terminal(self) -> bool:

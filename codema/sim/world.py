@@ -118,6 +118,7 @@ class World(TelemetryPart):
             "sockets_usage": d.used,
             "sessions": list(d.session_ids),
             "tags": list(d.tags),
+            "env_vars": [{"key": k, "value": v} for k, v in d.env_vars],
             "location": {**d.location.wire(), "region": d.location.region, "tags": list(d.location.tags)},
             "created": d.created,
             "ready_at": d.ready_at,

@@ -68,6 +68,7 @@ class Row:
     in_flight: int = 0
     waiting: int = 0
     peak: float | str | None = "current"  # "current": the demand now (a watched, flat window)
+    tagged: int = 0  # deployments waiting sessions' selector tags need (autoscaler.selectors)
 
 
 ROWS = [
@@ -347,6 +348,47 @@ ROWS = [
         {"create": 0, "stop": (), "reason": Reason.DISABLED},
         spec=replace(SPEC, enabled=False),
     ),
+    # --- waiting sessions whose selector tags no deployment carries ---------------------------------
+    Row(
+        "selector tags nobody carries: a create although under the threshold",
+        (ready("a", 1),),
+        # demand 1 + 1 waiting = 2 < 0.8 * 5 = 4: the threshold adds 0, the tags need 1
+        {"create": 1, "desired": 2, "reason": Reason.SELECTORS},
+        waiting=1,
+        tagged=1,
+    ),
+    Row(
+        "threshold and selectors overlap: the larger, not the sum",
+        (ready("a", 5),),
+        # 5 + 5 waiting = 10 >= 4; n = floor((10 / 0.8 - 5) / 5) + 1 = 2 >= 1 tagged
+        {"create": 2, "desired": 3, "reason": Reason.THRESHOLD},
+        waiting=5,
+        tagged=1,
+    ),
+    Row(
+        "selectors never exceed maximum",
+        tuple(ready(f"d{i}", 1) for i in range(5)),
+        # 5 live = maximum 5: the tagged deployment waits for room
+        {"create": 0, "desired": 5, "reason": Reason.SELECTORS, "limited": Limit.MAXIMUM},
+        waiting=1,
+        tagged=1,
+    ),
+    Row(
+        "selectors below minimum: the minimum's creates (the scaler tags the first)",
+        (),
+        {"create": 2, "desired": 2, "reason": Reason.MINIMUM},  # 0 + 1 tagged < minimum 2
+        spec=replace(SPEC, minimum=2),
+        waiting=1,
+        tagged=1,
+    ),
+    Row(
+        "selectors during an ERROR back-off: nothing",
+        (ready("a", 1),),
+        {"create": 0, "limited": Limit.BACKOFF, "reason": Reason.SELECTORS},
+        memory=Memory(error_streak=1, backoff_until=NOW + 5),
+        waiting=1,
+        tagged=1,
+    ),
 ]
 
 
@@ -369,6 +411,7 @@ def test_decide(row: Row) -> None:
         in_flight=row.in_flight,
         waiting=row.waiting,
         peak=_peak(row),
+        tagged=row.tagged,
     )
     expect = row.expect if isinstance(row.expect, dict) else row.expect.__dict__
     for key, value in expect.items():
