@@ -75,7 +75,9 @@ def _refreshed(static: Candidate, row: HoldsSummary, previous: Candidate | None)
     blocked, free = state_of(status, row.draining, row.sockets, row.usage, row.committed, row.reserved)
     if previous is not None and previous.free == free and previous.blocked is blocked:
         return previous  # most deployments did not change in a second: no new object
-    return Candidate(static.request_id, free, blocked, static.tags, static.point, static.where)
+    return Candidate(
+        static.request_id, free, blocked, static.tags, static.point, static.where, static.fleet, static.policy
+    )
 
 
 class CandidateCache:

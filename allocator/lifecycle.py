@@ -15,7 +15,7 @@ from typing import Any
 
 from allocator.outlook import Outcome
 from allocator.schemas import SessionCreateIn
-from allocator.service import Allocator, new_session_id
+from allocator.service import Allocator, PlacementLine, new_session_id, ranking_reason
 from codema.errors import PlatformError, PlatformRejected, PlatformUnavailable
 from fleet import metrics
 from fleet.http import HttpError
@@ -70,33 +70,50 @@ class Sessions:
             size=session_size(kind, len(ips) + len(geo)),
             create_time=self.clock(),
         )
-        constraints = constraints_of(body)
+        line = PlacementLine(record)
+        try:
+            placed = await self._place(record, constraints_of(body), facts.sockets, line)
+        except BaseException as err:  # cancelled included: every attempt ends in one line
+            line.emit("error", type(err).__name__)  # an outcome already logged is not logged again
+            raise
+        if placed is not None:
+            return placed
+        return await self.hold(record, wait_s) if wait_s > 0 else record
+
+    async def _place(
+        self, record: SessionRecord, constraints: dict[str, Any], sockets: int | None, line: PlacementLine
+    ) -> SessionRecord | None:
+        """Place now, or refuse, or queue the session to wait (None). Logs the outcome line."""
         attempt = await self.a.attempt(record, constraints)
+        reason = ranking_reason(attempt)
         if attempt.linked:
+            line.emit("linked", reason, attempt)
             return await self._placed(record)
         if attempt.ended:  # the platform refused it outright (its callback came first): final
             metrics.ALLOC_PLACEMENTS.labels("unprocessable").inc()
+            line.emit("unprocessable", "platform_unprocessable", attempt)
             await self.store.sessions.delete(record.session_id)  # readable for a while, not listed
             await self.a.notify_once(record)
             return record
         if attempt.platform_down:
             metrics.ALLOC_PLACEMENTS.labels("error").inc()
+            line.emit("error", "platform_unavailable", attempt)
             raise unavailable()
         if attempt.refused:
             metrics.ALLOC_PLACEMENTS.labels("error").inc()
+            line.emit("error", "platform_refused", attempt)
             raise HttpError(422, attempt.refused)
-        reason = attempt.placement.reason.value if attempt.placement else "no_deployments"
         if record.requested_deployment:
+            line.emit("unprocessable", reason, attempt)
             return await self._unprocessable(
                 record, f"deployment {record.requested_deployment} cannot take it"
             )
-        view = await self.a.capacity_outlook(record, facts.sockets)
+        view = await self.a.capacity_outlook(record, sockets)
         if not view.can_wait or not await self.a.start_waiting(record, constraints, view.headroom):
             # Refused by the outlook, or by the atomic admission: earlier sessions took the headroom.
             why = view.outcome.value if not view.can_wait else Outcome.AT_MAXIMUM.value
             metrics.ALLOC_PLACEMENTS.labels("refused").inc()
-            event(log, "placement_refused", app=record.app, version=record.version, size=record.size,
-                  reason=reason, outlook=why, headroom=view.headroom, waiting=view.waiting)  # fmt: skip
+            line.emit("refused", reason, attempt, outlook=why, headroom=view.headroom, waiting=view.waiting)
             raise HttpError(
                 503,
                 f"no deployment of {record.app} {record.version} has room and no fleet policy can add one"
@@ -104,15 +121,12 @@ class Sessions:
                 {"Retry-After": str(NO_CAPACITY_RETRY_AFTER_S)},
             )
         metrics.ALLOC_PLACEMENTS.labels("waiting").inc()
-        event(log, "placement_waiting", session=record.session_id, app=record.app, version=record.version,
-              size=record.size, reason=reason, headroom=view.headroom, waiting=view.waiting)  # fmt: skip
-        return await self.hold(record, wait_s) if wait_s > 0 else record
+        line.emit("waiting", reason, attempt, headroom=view.headroom, waiting=view.waiting)
+        return None
 
     async def _placed(self, record: SessionRecord) -> SessionRecord:
         metrics.ALLOC_PLACEMENTS.labels("linked").inc()
         metrics.ALLOC_TIME_TO_SESSION.labels("immediate").observe(max(0.0, self.clock() - record.create_time))
-        event(log, "placement", session=record.session_id, deployment=record.deployment_request_id,
-              size=record.size, app=record.app, version=record.version)  # fmt: skip
         if record.webhook_url:
             await self.a.notify_current(record)
         return record

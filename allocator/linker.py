@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from allocator.candidates import Snapshot
 from allocator.lifecycle import CLAIM_TTL_S
-from allocator.service import Allocator
+from allocator.service import Allocator, PlacementLine, ranking_reason
 from fleet import metrics
 from fleet.bootstrap import redis_client
 from fleet.logging import event
@@ -133,6 +133,9 @@ class Linker:
             current = await sessions.get(sid)
             if current is None or current.state is not SessionState.WAITING:
                 return None
+            # Only a try that ends the wait writes its placement line: one that finds no room
+            # leaves the session waiting, and a line per waiting session per pass would drown the log.
+            line = PlacementLine(current)
             attempt = await self.a.attempt(current, await self.a.placements.get_ask(sid), snap)
             if not attempt.linked and not attempt.ended:
                 return False
@@ -142,16 +145,16 @@ class Linker:
                 await sessions.delete(sid)
         finally:
             await sessions.unclaim(sid, self.a.holder)
+        waited = round(self.clock() - current.create_time, 3)
         if attempt.ended:  # the platform refused it outright: final, the client is told
             metrics.ALLOC_WAITS.labels("unprocessable").inc()
+            line.emit("unprocessable", "platform_unprocessable", attempt, waited_s=waited)
             await self.a.notify_once(current)
             self.a.waiters.wake(sid)
             return None
         metrics.ALLOC_WAITS.labels("linked").inc()
         metrics.ALLOC_TIME_TO_SESSION.labels("waited").observe(max(0.0, self.clock() - current.create_time))
-        waited = round(self.clock() - current.create_time, 3)
-        event(log, "placement", session=sid, deployment=current.deployment_request_id, size=current.size,
-              app=current.app, version=current.version, waited_s=waited)  # fmt: skip
+        line.emit("linked", ranking_reason(attempt), attempt, waited_s=waited)
         await self.a.notify_current(current)
         self.a.waiters.wake(sid)
         return True
@@ -176,13 +179,7 @@ class Linker:
             await sessions.unclaim(sid, self.a.holder)
         metrics.ALLOC_WAITS.labels("unprocessable").inc()
         metrics.ALLOC_PLACEMENTS.labels("unprocessable").inc()
-        event(
-            log,
-            "session_unprocessable",
-            session=sid,
-            app=current.app,
-            version=current.version,
-            size=current.size,
-        )
+        waited = round(self.clock() - current.create_time, 3)
+        PlacementLine(current).emit("unprocessable", "wait_expired", waited_s=waited)
         self.a.notify(current, None)
         self.a.waiters.wake(sid)

@@ -76,6 +76,9 @@ class Candidate:
     # Lower-cased location values by field (city, country, continent, administrative_division,
     # location_tags) for the session's location constraints.
     where: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Who created it (the store's record), for the placement log line; placement ignores them.
+    fleet: str = ""
+    policy: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def candidate_of(d: Deployment) -> Candidate:
             if value:
                 where[name] = frozenset((value.lower(),))
         where["location_tags"] = frozenset(t.lower() for t in loc.tags)
-    return Candidate(d.request_id, free, blocked, frozenset(d.tags), point, where)
+    return Candidate(d.request_id, free, blocked, frozenset(d.tags), point, where, d.fleet, d.policy)
 
 
 def rtt_ms(a: Point, b: Point) -> float:

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from allocator.apps import AppFacts
@@ -48,6 +48,16 @@ RESERVE_ROUNDS = 6  # rounds of `choose` (4 candidates each) before a session is
 
 
 @dataclass(frozen=True)
+class Chosen:
+    """The deployment an attempt chose last (or was asked for) and who created it, as the snapshot
+    read them from the store; all "" when none was chosen or it is not ours."""
+
+    deployment: str = ""
+    fleet: str = ""
+    policy: str = ""
+
+
+@dataclass(frozen=True)
 class Attempt:
     """How one placement attempt ended."""
 
@@ -56,6 +66,51 @@ class Attempt:
     platform_down: bool = False
     refused: str = ""  # the platform's message when it refused the session itself
     ended: bool = False  # the platform already called it unprocessable or in error (record updated)
+    chosen: Chosen = Chosen()
+
+
+@dataclass
+class PlacementLine:
+    """The one `event=placement` log line of a placement attempt (issue 7), whatever path the
+    attempt ends on: `emit` writes it the first time and ignores later calls, so an error raised
+    after an outcome was logged does not log a second one. How many players, never their addresses.
+
+    `outcome` is the `fleet_allocator_placements_total` result (linked, waiting, refused,
+    unprocessable, error); `reason` the ranking source when something was chosen (telemetry,
+    geography, ..., pinned), else why not (no_room, no_match, pinned_unavailable, wait_expired,
+    platform_unavailable, ...). `latency_ms` is this attempt's own time, platform call included."""
+
+    record: SessionRecord
+    started: float = field(default_factory=time.perf_counter)
+    done: bool = False
+
+    def emit(self, outcome: str, reason: str, attempt: Attempt | None = None, **extra: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        r = self.record
+        chosen = attempt.chosen if attempt is not None else Chosen()
+        event(
+            log,
+            "placement",
+            logging.WARNING if outcome == "error" else logging.INFO,
+            session=r.session_id,
+            app=r.app,
+            version=r.version,
+            fleet=chosen.fleet,
+            policy=chosen.policy,
+            deployment=chosen.deployment,
+            outcome=outcome,
+            reason=reason,
+            players=len(r.ips) + len(r.geo),
+            size=r.size,
+            latency_ms=round((time.perf_counter() - self.started) * 1000, 1),
+            **extra,
+        )
+
+
+def ranking_reason(attempt: Attempt, default: str = "no_deployments") -> str:
+    return attempt.placement.reason.value if attempt.placement is not None else default
 
 
 def new_session_id() -> str:
@@ -76,6 +131,11 @@ def ask_of(record: SessionRecord, players: Players, constraints: Mapping[str, An
 def centroid_of(constraints: Mapping[str, Any]) -> Point | None:
     loc = constraints.get("location")
     return Point(loc["latitude"], loc["longitude"]) if isinstance(loc, dict) else None
+
+
+def _chosen(snap: Snapshot, rid: str) -> Chosen:
+    c = snap.candidates.get(rid) if rid else None
+    return Chosen(rid, c.fleet, c.policy) if c is not None else Chosen(rid)
 
 
 class Allocator:
@@ -149,17 +209,18 @@ class Allocator:
             first = first or decision
             if rid is None:
                 record.origin = record.origin or players.origin()  # where capacity should come
-                return Attempt(False, first)
+                return Attempt(False, first, chosen=_chosen(snap, record.requested_deployment))
             metrics.ALLOC_DECISION.observe(time.perf_counter() - started)
             outcome = await self._link(record, rid, snap)
+            chosen = _chosen(snap, rid)
             if outcome == "linked":
-                return Attempt(True, decision)
+                return Attempt(True, decision, chosen=chosen)
             if outcome == "down":
-                return Attempt(False, decision, platform_down=True)
+                return Attempt(False, decision, platform_down=True, chosen=chosen)
             if outcome == "ended":
-                return Attempt(False, decision, ended=True)
+                return Attempt(False, decision, ended=True, chosen=chosen)
             if outcome != "next":
-                return Attempt(False, decision, refused=outcome)
+                return Attempt(False, decision, refused=outcome, chosen=chosen)
         return Attempt(False, first)
 
     async def _link(self, record: SessionRecord, rid: str, snap: Snapshot) -> str:
