@@ -151,8 +151,8 @@ def markdown(data: dict[str, Any]) -> str:
             f"## Speed: `fleet replay` on the whole real trace at players x1 ({x1['days']} days, "
             f"{x1['players']:,} players, every policy and the lower bound)",
             "",
-            f"Wall time **{x1['wall_s']} s** (budget {X1_BUDGET_S:g} s: ratio {x1['wall_s'] / X1_BUDGET_S:.2f}). "
-            f"Command: `{x1['command']}`.",
+            f"Wall time **{x1['wall_s']} s** (budget {X1_BUDGET_S:g} s: "
+            f"ratio {x1['wall_s'] / X1_BUDGET_S:.2f}). Command: `{x1['command']}`.",
             "",
             "| policy | deployment-hours | x lower bound | refused | run (s) |",
             "|---|---:|---:|---:|---:|",
