@@ -51,6 +51,7 @@ from codema.schemas import (
     intent_tag,
 )
 from codema.transport import Effect, Endpoint, PlatformTransport, RetryPolicy
+from fleet.logging import event
 from fleet.models import parse_count
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ class CodemaClient:
             items, total = await self._read_pages(endpoint, path, key, model, id_of)
             if total is None or len(items) >= total:
                 return list(items.values())
-            log.info("platform_list_moved endpoint=%s read=%d total=%d", endpoint.name, len(items), total)
+            event(log, "platform_list_moved", endpoint=endpoint.name, read=len(items), total=total)
         raise PlatformUnavailable(f"{endpoint.name}: list kept changing while read", endpoint=endpoint.name)
 
     async def _read_pages(
@@ -250,12 +251,12 @@ class CodemaClient:
                 if attempt == self._policy.max_attempts:
                     raise
                 delay = self._policy.delay(attempt, self._rng)
-                log.info("platform_deploy_resend intent=%s attempt=%d delay_s=%.3f", intent, attempt, delay)
+                event(log, "platform_deploy_resend", intent=intent, attempt=attempt, delay_s=round(delay, 3))
                 await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
     async def _find_after_ambiguous(self, intent: str, err: PlatformUnavailable) -> DeploymentListItem | None:
-        log.warning("platform_deploy_ambiguous intent=%s status=%s", intent, err.status)
+        event(log, "platform_deploy_ambiguous", logging.WARNING, intent=intent, status=err.status)
         try:
             return await self.find_by_intent(intent)
         except PlatformError as lookup_err:
@@ -281,7 +282,7 @@ class CodemaClient:
         tag = intent_tag(intent)
         matches = [d for d in await self.list_deployments() if tag in (d.tags or ())]
         if len(matches) > 1:
-            log.warning("platform_intent_duplicates intent=%s count=%d", intent, len(matches))
+            event(log, "platform_intent_duplicates", logging.WARNING, intent=intent, count=len(matches))
         return matches[0] if matches else None
 
     async def status(self, request_id: str) -> DeploymentStatus:

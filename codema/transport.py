@@ -36,6 +36,7 @@ from codema.errors import (
     redact,
 )
 from codema.limits import DOCUMENTED_RATES, InMemoryPlatformLimits, PlatformLimits, Rate
+from fleet.logging import event
 from fleet.metrics import (
     PLATFORM_BACKOFF,
     PLATFORM_CALLS,
@@ -236,24 +237,28 @@ class PlatformTransport:
                 # A rejection is the platform's answer (often expected, e.g. 404); only say
                 # WARNING when the platform could not be reached or failed.
                 level = logging.WARNING if isinstance(outcome, PlatformUnavailable) else logging.INFO
-                log.log(
+                event(
+                    log,
+                    "platform_call_failed",
                     level,
-                    "platform_call_failed endpoint=%s attempts=%d status=%s ambiguous=%s",
-                    endpoint.name,
-                    attempt,
-                    outcome.status,
-                    getattr(outcome, "ambiguous", False),
+                    endpoint=endpoint.name,
+                    attempt=attempt,
+                    status=outcome.status,
+                    outcome=result_label(outcome, outcome.__cause__),
+                    ambiguous=getattr(outcome, "ambiguous", False),
                 )
                 raise outcome
             delay = self._retry_delay(outcome, attempt)
             reason = result_label(outcome, outcome.__cause__)
             PLATFORM_RETRIES.labels(endpoint.name, reason).inc()
-            log.info(
-                "platform_retry endpoint=%s attempt=%d reason=%s delay_s=%.3f",
-                endpoint.name,
-                attempt,
-                reason,
-                delay,
+            event(
+                log,
+                "platform_retry",
+                endpoint=endpoint.name,
+                attempt=attempt,
+                status=outcome.status,
+                outcome=reason,
+                delay_s=round(delay, 3),
             )
             if delay > 0:
                 await self._sleep(delay)
@@ -319,8 +324,12 @@ class PlatformTransport:
     def _record_failure(self, endpoint: Endpoint, breaker: CircuitBreaker) -> None:
         if breaker.record_failure():
             PLATFORM_CIRCUIT_OPEN.labels(endpoint.name).set(1)
-            log.warning(
-                "platform_circuit_open endpoint=%s cooldown_s=%.1f", endpoint.name, self._circuit_reset_s
+            event(
+                log,
+                "platform_circuit_open",
+                logging.WARNING,
+                endpoint=endpoint.name,
+                cooldown_s=round(self._circuit_reset_s, 1),
             )
 
     async def _admit(self, endpoint: Endpoint) -> None:
@@ -347,12 +356,13 @@ class PlatformTransport:
             waited += wait
 
     async def _back_off(self, endpoint: Endpoint, seconds: float) -> None:
-        log.warning("platform_backoff endpoint=%s seconds=%.2f", endpoint.name, seconds)
+        event(log, "platform_backoff", logging.WARNING, endpoint=endpoint.name, delay_s=round(seconds, 2))
         PLATFORM_BACKOFF.set(seconds)
         try:
             await self._limits.back_off(seconds)
         except Exception as exc:  # the shared store is down: at least this process backs off
-            log.warning("platform_limits_unavailable op=back_off error=%s", type(exc).__name__)
+            error = type(exc).__name__
+            event(log, "platform_limits_unavailable", logging.WARNING, op="back_off", error=error)
         await self._fallback.back_off(seconds)
 
     async def _limits_admit(self, name: str, rate: Rate | None) -> float:
@@ -361,7 +371,7 @@ class PlatformTransport:
                 return await self._limits.backoff_remaining()
             return await self._limits.admit(name, rate.per_s, rate.burst)
         except Exception as exc:  # Redis down must not stop every platform call: limit locally
-            log.warning("platform_limits_unavailable op=admit error=%s", type(exc).__name__)
+            event(log, "platform_limits_unavailable", logging.WARNING, op="admit", error=type(exc).__name__)
             if rate is None:
                 return await self._fallback.backoff_remaining()
             return await self._fallback.admit(name, rate.per_s, rate.burst)

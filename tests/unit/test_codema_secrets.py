@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY, generate_latest
 from codema.endpoints import ALL as ENDPOINTS
 from codema.errors import PlatformError
 from codema.schemas import DeployRequest, SessionCreate
+from fleet.logging import KeyValueFormatter
 from tests.unit.test_codema_client import FakePlatform, FakeTime, Fault, make_client, route
 
 TOKEN = "tok-SECRET-5e1f0c2d9b"
@@ -63,6 +64,10 @@ async def test_token_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
         shown += [str(error), repr(error), str(error.args)]
     shown.append(caplog.text)
     shown += [str(record.args) for record in caplog.records]
+    # The fields of events, raw and as both formats render them without being told any secret.
+    shown += [str(getattr(record, "fleet_fields", "")) for record in caplog.records]
+    for as_json in (False, True):
+        shown += [KeyValueFormatter(as_json=as_json).format(record) for record in caplog.records]
     metrics = generate_latest(REGISTRY).decode()
     for text in [*shown, metrics]:
         assert TOKEN not in text
