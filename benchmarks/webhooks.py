@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         serve_store_one(int(argv[1]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webhooks", description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000, help="requests per round and endpoint")
+    parser.add_argument("--requests", type=int, default=6_000, help="requests per round and endpoint")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
     parser.add_argument("--warmup", type=int, default=1_000, help="requests per endpoint before measuring")

@@ -34,7 +34,13 @@ class ReportBatcher:
         self._queue.append((report, now, fut))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._writer.add_done_callback(self._writer_done)
         return await fut
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        if writer.cancelled():  # also before it ever ran: nobody may be left waiting
+            queued, self._queue = self._queue, []
+            _fail(queued, RuntimeError("the report writer stopped"))
 
     async def _drain(self) -> None:
         batch: list[Pending] = []

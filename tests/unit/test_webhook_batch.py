@@ -1,0 +1,102 @@
+"""Group commit of deployment reports (webhooks.batch) with a fake store: batching, per-report
+results and failures, and nobody left waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from fleet.models import StatusReport
+from fleet.store.deployments import ReportResult
+from webhooks.batch import ReportBatcher
+
+OK = ReportResult(transition=True, previous=None, created=True, usage_changed=False)
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_ids: set[str] = set()
+        self.down = False
+
+    async def apply_many(self, items: Sequence[tuple[StatusReport, float]]) -> list[ReportResult | Exception]:
+        self.calls.append([r.request_id for r, _now in items])
+        await self.gate.wait()
+        if self.down:
+            raise ConnectionError("redis down")
+        return [RuntimeError("script error") if r.request_id in self.fail_ids else OK for r, _now in items]
+
+
+def report(rid: str) -> StatusReport:
+    return StatusReport(rid, "Status.READY")
+
+
+async def test_callbacks_arriving_during_a_write_share_the_next_one() -> None:
+    store = FakeStore()
+    batcher = ReportBatcher(store.apply_many)
+    store.gate.clear()
+    first = asyncio.create_task(batcher.apply(report("a"), 1.0))
+    await asyncio.sleep(0)  # the writer took "a" and waits on Redis
+    rest = [asyncio.create_task(batcher.apply(report(r), 1.0)) for r in "bcd"]
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert await asyncio.gather(first, *rest) == [OK] * 4
+    assert store.calls == [["a"], ["b", "c", "d"]]
+
+
+async def test_batches_are_bounded() -> None:
+    store = FakeStore()
+    batcher = ReportBatcher(store.apply_many, max_batch=2)
+    results = await asyncio.gather(*(batcher.apply(report(str(i)), 1.0) for i in range(5)))
+    assert results == [OK] * 5
+    assert [len(c) for c in store.calls] == [2, 2, 1]
+
+
+async def test_a_failed_report_fails_only_its_own_callback() -> None:
+    store = FakeStore()
+    store.fail_ids = {"b"}
+    batcher = ReportBatcher(store.apply_many)
+    out = await asyncio.gather(*(batcher.apply(report(r), 1.0) for r in "abc"), return_exceptions=True)
+    assert out[0] == OK and out[2] == OK and isinstance(out[1], RuntimeError)
+
+
+async def test_redis_down_fails_the_whole_batch_and_the_next_one_retries() -> None:
+    store = FakeStore()
+    store.down = True
+    batcher = ReportBatcher(store.apply_many)
+    with pytest.raises(ConnectionError):
+        await batcher.apply(report("a"), 1.0)
+    store.down = False
+    assert await batcher.apply(report("b"), 2.0) == OK
+
+
+async def test_a_caller_that_gives_up_does_not_break_the_others() -> None:
+    store = FakeStore()
+    batcher = ReportBatcher(store.apply_many)
+    store.gate.clear()
+    impatient = asyncio.create_task(batcher.apply(report("a"), 1.0))
+    patient = asyncio.create_task(batcher.apply(report("b"), 1.0))
+    await asyncio.sleep(0)
+    impatient.cancel()
+    store.gate.set()
+    assert await patient == OK
+    assert impatient.cancelled()
+
+
+@pytest.mark.parametrize("turns", [1, 3], ids=["before it ran", "while writing"])
+async def test_stopping_the_writer_leaves_nobody_waiting(turns: int) -> None:
+    store = FakeStore()
+    batcher = ReportBatcher(store.apply_many)
+    store.gate.clear()
+    waiting = [asyncio.create_task(batcher.apply(report(r), 1.0)) for r in "ab"]
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    assert batcher._writer is not None
+    assert bool(store.calls) is (turns > 1)
+    batcher._writer.cancel()
+    out = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(o, RuntimeError) for o in out)
