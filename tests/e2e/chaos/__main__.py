@@ -37,7 +37,8 @@ def run_seed(seed: int, names: list[str]) -> list[dict[str, Any]]:
             mark = "PASS" if result["passed"] else "FAIL"
             print(
                 f"[chaos] seed={seed} {scenario.name}: {mark} {result['violation_kinds']} "
-                f"sessions={result['sessions']} notes={result['notes']} ({result['duration_s']} s)",
+                f"sessions={result['sessions']} notes={result['notes']} "
+                f"platform={result.get('platform_answers')} ({result['duration_s']} s)",
                 flush=True,
             )
             for v in result["violations"][:8]:

@@ -279,6 +279,7 @@ def run_scenario(chaos: ChaosStack, scenario: Scenario, seed: int, index: int) -
     driver = DemandDriver(chaos, seed * 1000 + index, ip_offset=index * 400)
     sampler = Sampler(chaos)
     run = Run(chaos, driver, sampler, random.Random(seed * 1000 + index))
+    calls_before = chaos.calls()
     sampler.start()
     driver.start()
     errors: list[str] = []
@@ -305,12 +306,24 @@ def run_scenario(chaos: ChaosStack, scenario: Scenario, seed: int, index: int) -
         "sessions": verdict.accounted,
         "requests": driver.summary(),
         "notes": run.notes,
+        "platform_answers": answers_between(calls_before, chaos.calls()),
         "peak_live": sampler.peak_live,
         "samples": sampler.samples,
         "duration_s": round(time.monotonic() - started, 1),
     }
     _tidy(chaos, driver)
     return result
+
+
+def answers_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """The simulator's answers by status code during the scenario (shows the fault took effect)."""
+    out: dict[str, int] = {}
+    for endpoint, codes in after.get("responses", {}).items():
+        for code, n in codes.items():
+            delta = n - before.get("responses", {}).get(endpoint, {}).get(code, 0)
+            if delta:
+                out[code] = out.get(code, 0) + delta
+    return dict(sorted(out.items()))
 
 
 def _guarded(errors: list[str], step: str, fn: Callable[[Run], None], run: Run) -> None:

@@ -80,6 +80,7 @@ class SoakState:
     accepted_unknown: dict[str, str] = field(default_factory=dict)  # request id -> highest status accepted
     placed: dict[str, list[str]] = field(default_factory=dict)  # our session id -> players
     deleted: set[str] = field(default_factory=set)
+    delete_sent: set[str] = field(default_factory=set)  # the answer may have been lost
     refused: int = 0
     errors: list[str] = field(default_factory=list)
     truth: dict[str, Any] = field(default_factory=dict)
@@ -182,7 +183,9 @@ class Load:
         self.chaos = chaos
         self.state = state
         self.rng = random.Random(seed)
-        self.http = httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=200))
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, pool=60.0), limits=httpx.Limits(max_connections=400)
+        )
         self.hook = [f"http://127.0.0.1:{p}/webhooks" for p in chaos.stack.web_ports]
         self.web = [f"http://127.0.0.1:{p}" for p in chaos.stack.web_ports]
         self.secret = chaos.stack.webhook_secret
@@ -263,6 +266,7 @@ class Load:
         self.state.placed[sid] = ips
         await asyncio.sleep(self.rng.uniform(*SESSION_LIFE_S))
         t1 = time.perf_counter()
+        self.state.delete_sent.add(sid)
         with contextlib.suppress(httpx.HTTPError):
             d = await self.http.delete(
                 f"{self.web[n % len(self.web)]}/v1/session/{sid}", headers=self.api_headers
@@ -333,6 +337,10 @@ def unaccounted(chaos: ChaosStack, state: SoakState) -> dict[str, Any]:
                 leaked.append(sid)
             continue
         r = chaos.api("GET", f"/v1/session/{sid}")
+        if sid in state.delete_sent and r.status_code in (404, 410):
+            if on_platform and platform_ips[ips[0]].get("linked"):
+                leaked.append(sid)
+            continue  # deleted, though its answer never reached the client
         ok = r.status_code == 200 and r.json().get("linked") and on_platform
         if ok:
             linked += 1
