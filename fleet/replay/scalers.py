@@ -16,7 +16,8 @@ least every second. A pass whose decision does not act changes nothing, so the r
 `decide` at the instants where it can act, which follow from the core's contract (design.md §4):
 - a scale-up needs demand at the threshold of capacity, or fewer than `minimum` deployments: the
   replay checks that (a float test, looser than the core's exact one) on every change of demand;
-- deployments changing state (READY, ERROR, ended) are always decided on;
+- deployments changing state (READY, ERROR, ended) are changes like any other (capacity, the
+  room under `maximum`, the ERROR back-off);
 - a scale-in needs an idle deployment (empty for `idle_s`), no waiting player, more than `minimum`,
   the cooldown over, a whole window watched, and the window's peak demand below
   `(threshold - hysteresis) x (capacity - one deployment)`: the replay computes when all of these
@@ -90,13 +91,16 @@ class Ours:
             self._plan(unit, decided=False)
 
     def structural(self, unit: Unit, dep: Dep, old: int, new: int) -> None:
+        """A deployment changed state. The core can only act on it through what `changed` and
+        `_plan` watch -- capacity, the room under `maximum`, the back-off the policy's memory holds,
+        idle deployments -- so this is a change like any other, after the memory is updated."""
         now = self.e.now
-        unit.window.set(now, unit.used + unit.waiting)
         if new == SERVING:
             unit.memory = core.after_ready(unit.memory, dep.ready_at)
         elif new == ENDED and dep.status is Status.ERROR:
             unit.memory = core.after_error(unit.memory, now, "deployment ended in ERROR")
-        self.decide(unit)
+        unit.replan = True
+        self.changed(unit)
 
     def timer(self, payload: Any) -> None:
         unit, token = payload

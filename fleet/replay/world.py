@@ -1,6 +1,6 @@
 """The simulator's world model as the replay drives it.
 
-`ReplayWorld` is `codema.sim.world.World` with three additions:
+`ReplayWorld` is `codema.sim.world.World` with these changes:
 
 - it records which deployment each timed transition touched (`touched`), so the replay learns of
   READY, ERROR, the platform's own endings (empty_ttl, max_duration) and TERMINATED the moment the
@@ -10,7 +10,10 @@
   `delete_session` (usage, the empty clock the platform's empty_ttl runs on) but without a session
   record, its id and its webhook body: a four-month trace has two million of them.
   `tests/unit/test_replay_fast_path.py` checks both paths leave deployments in the same state;
-- it remembers which locations match a deploy's filters (the same answers, checked by the same test).
+- it remembers which locations match a deploy's filters (the same answers, checked by the same test);
+- a starting deployment skips the intermediate phases (SEEKING ... DEPLOYING): it is INITIALIZING
+  until READY, the same to everything the replay measures; webhook bodies are not built (the
+  replay's deployments have no webhook URL).
 
 `SessionSeats` does the same through the world's public session calls, for checking.
 """
@@ -22,7 +25,7 @@ from typing import Protocol
 
 from codema.sim.geo import LOCATIONS, EdgeLocation, Point
 from codema.sim.placement import choose_location, matches_filters
-from codema.sim.records import GeoIp, LocationFilter, SessionSpec, Status, Unprocessable
+from codema.sim.records import DeploymentRecord, GeoIp, LocationFilter, SessionSpec, Status, Unprocessable
 from codema.sim.state import Clock
 from codema.sim.world import World, WorldConfig
 
@@ -49,8 +52,17 @@ class ReplayWorld(World):
         return choose_location(candidates, players, self.rng)
 
     def schedule(self, due: float, action: str, key: str) -> None:
+        if action.startswith("phase:"):
+            # SEEKING ... DEPLOYING: nothing the replay measures or decides on tells them apart
+            # (every starting status is pending capacity; a stop asked while starting waits for
+            # READY in any of them), so a deployment stays INITIALIZING until READY.
+            return
         super().schedule(due, action, key)
         self.scheduled += 1  # the engine re-reads next_due() only after this moved
+
+    def status_body(self, d: DeploymentRecord) -> dict[str, object]:
+        # The body only matters to a webhook; the replay's deployments have none.
+        return super().status_body(d) if d.webhook_url else {}
 
     def _apply(self, action: str, key: str) -> None:
         super()._apply(action, key)
