@@ -367,7 +367,7 @@ class Engine:
             dep.empty_since = None
             del unit.empty_ready[rid]
             unit.replan = True
-        if unit.over_since is None and unit.used + unit.waiting >= unit.spec.threshold * unit.cap_serving:
+        if unit.over_since is None and unit.used + unit.waiting >= unit.over_level:
             self._utilisation(unit)
         self.scaler.changed(unit)
 
@@ -593,6 +593,7 @@ class Engine:
             self.deps[dep.rid] = unit.deps[dep.rid] = dep
             unit.n_pending += 1
             unit.cap_pending += dep.sockets
+            unit.recount()
             unit.replan = True
             self.live_total += 1
             unit.peak_live = max(unit.peak_live, unit.live)
@@ -641,6 +642,8 @@ class Engine:
 
     def _move(self, dep: Dep, old: int, new: int) -> None:
         unit = dep.unit
+        if new == ENDED:
+            self._account(unit)  # bill the live deployments up to now, this one included
         unit.replan = True
         dep.bucket = new
         if old == PENDING:
@@ -669,19 +672,19 @@ class Engine:
                 unit.stops += 1  # the platform ended it by itself (empty_ttl, max_duration)
                 self.tally.stops += 1
         elif new == ENDED:
-            self._account(unit)
             del unit.deps[dep.rid]
             del self.deps[dep.rid]
             self.live_total -= 1
             self._region_unit = None
             if dep.status is Status.ERROR and self.now >= self.t0:
                 self.tally.errors += 1
+        unit.recount()
         self._utilisation(unit)
 
     # --- measurements ----------------------------------------------------------------------------
     def _changed(self, unit: Unit) -> None:
         demand = unit.used + unit.waiting
-        if (demand > 0 and demand >= unit.spec.threshold * unit.cap_serving) is (unit.over_since is None):
+        if (demand > 0 and demand >= unit.over_level) is (unit.over_since is None):
             self._utilisation(unit)
         self.scaler.changed(unit)
 
@@ -696,7 +699,7 @@ class Engine:
     def _utilisation(self, unit: Unit) -> None:
         """Time over threshold: demand (placed + waiting players) at or above `threshold` of READY sockets."""
         demand = unit.used + unit.waiting
-        over = demand > 0 and demand >= unit.spec.threshold * unit.cap_serving
+        over = demand > 0 and demand >= unit.over_level
         if over and unit.over_since is None:
             unit.over_since = self.now
         elif not over and unit.over_since is not None:

@@ -76,13 +76,8 @@ class Ours:
         demand = unit.used + unit.waiting
         if demand != before:
             window.set(self.engine.now, demand)  # type: ignore[union-attr]
-        spec = unit.spec
         if self.exhaustive or (
-            (
-                (demand > 0 and demand >= spec.threshold * (unit.cap_pending + unit.cap_serving) - EPS)
-                or unit.n_pending + unit.n_serving < spec.minimum
-            )
-            and self._may_scale_up(unit)
+            ((demand > 0 and demand >= unit.up_level) or unit.under_minimum) and self._may_scale_up(unit)
         ):
             self.decide(unit)
         elif unit.replan or (before >= unit.plan_level) is not (demand >= unit.plan_level):
@@ -276,7 +271,7 @@ class Platform:
 
     def _over(self, unit: Unit) -> bool:
         demand = unit.used + unit.waiting
-        return demand > 0 and demand >= unit.spec.threshold * unit.capacity - EPS
+        return demand > 0 and demand >= unit.up_level  # threshold x (READY + starting) capacity
 
     def _minimum(self, unit: Unit) -> None:
         if unit.spec.enabled and unit.effective < unit.spec.minimum:

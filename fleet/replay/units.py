@@ -91,6 +91,11 @@ class Unit:
         self.n_pending = self.n_serving = self.n_stopping = 0
         self.cap_pending = self.cap_serving = 0
         self.used = 0  # players on serving deployments
+        # Demand at which: time over threshold starts (READY sockets); a scale-up may be due (a
+        # float bound looser than the core's exact rule); and whether under minimum. See recount.
+        self.over_level = 0.0
+        self.up_level = -1e-9
+        self.under_minimum = spec.minimum > 0
         self.waiting = 0  # waiting players whose demand this unit carries
         self.empty_ready: dict[str, float] = {}  # serving, empty, not stopping: rid -> empty since
         # Scaler state (each scaler uses what it needs).
@@ -110,6 +115,13 @@ class Unit:
         self.creates = 0
         self.stops = 0
         self.peak_live = 0
+
+    def recount(self) -> None:
+        """Refresh the levels read at every player event, after capacity or counts changed."""
+        threshold = self.spec.threshold
+        self.over_level = threshold * self.cap_serving
+        self.up_level = threshold * (self.cap_pending + self.cap_serving) - 1e-9
+        self.under_minimum = self.n_pending + self.n_serving < self.spec.minimum
 
     @property
     def key(self) -> tuple[str, str, str, str]:

@@ -33,11 +33,11 @@ def players(rows: list[tuple[float, float]], start: float, end: float) -> Player
     )
 
 
-def inputs(end: float, sockets: int, **config: Any) -> ReplayInputs:
+def inputs(end: float, sockets: int, start: float = 0.0, **config: Any) -> ReplayInputs:
     document = default_config(EUROPE)
     document["fleets"][0]["policies"][0].update(config)
     return ReplayInputs(
-        trace=Trace((0.0, end), (0.0, 0.0)),
+        trace=Trace((start, end), (0.0, 0.0)),
         config=document,
         regions=EUROPE,
         sockets=sockets,
@@ -107,3 +107,21 @@ def test_engine_counts_players_by_outcome() -> None:
     )
     tally = engine.run()
     assert (tally.arrived, tally.seated_now, tally.waited, tally.refused_at_once) == (4, 3, 0, 1)
+
+
+@pytest.mark.parametrize("policy", sorted(SCALERS))
+def test_deployment_hours_are_what_the_world_billed(policy: str) -> None:
+    """Every deployment from its deploy call to TERMINATED (or the window's end), inside the window,
+    summed from the world's own records, equals what the replay accounted."""
+    rows = [(700.0 + 7 * k, 200.0 + 37 * (k % 11)) for k in range(120)]
+    replay_inputs = inputs(3000.0, 4, 600.0, threshold=0.9, hysteresis=0.05, idle_s=30.0, cooldown_s=5.0)
+    engine = Engine(
+        replay_inputs, plan_of(replay_inputs.config), players(rows, 600.0, 3000.0), SCALERS[policy]()
+    )
+    engine.run()
+    billed = sum(
+        max(0.0, min(d.ended_at if d.ended_at is not None else 3000.0, 3000.0) - max(d.created, 600.0))
+        for d in engine.world.deployments.values()
+    )
+    assert sum(u.live_s for u in engine.units) == pytest.approx(billed)
+    assert billed > 0 and len(engine.world.deployments) > 3
