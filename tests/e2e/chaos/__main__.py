@@ -53,15 +53,16 @@ def tracebacks(chaos: ChaosStack) -> dict[str, Any]:
     """Tracebacks in the service's logs, by process, with the distinct final lines."""
     found: dict[str, Any] = {}
     for name in chaos.group.procs:
-        text = chaos.group.logs(name, tail=50_000_000)
+        text = chaos.group.logs(name, tail=50_000_000).replace("\\n", "\n")  # kv logs escape newlines
         count = text.count("Traceback (most recent call last)")
         if not count:
             continue
         finals = set()
         for block in text.split("Traceback (most recent call last)")[1:]:
-            lines = [ln for ln in block.splitlines() if ln and not ln.startswith(" ")]
-            if lines:
-                finals.add(lines[0][:200])
+            # the exception line: the first line after the indented frames
+            lines = block.splitlines()[1:]
+            final = next((ln for ln in lines if ln and not ln.startswith(" ")), "")
+            finals.add(final[:200])
         found[name] = {"count": count, "errors": sorted(finals)[:10]}
     return found
 
