@@ -30,16 +30,16 @@ MAX_STARTS_PER_TICK = 2
 POOL_SIZE = 6000
 
 
-_POOLS: dict[str, list[str]] = {}
+_POOLS: dict[int, dict[str, list[str]]] = {}
 
 
-def pools() -> dict[str, list[str]]:
-    """Public addresses that geolocate in each region (built once per process)."""
-    if not _POOLS:
-        _POOLS.update(
-            {r.policy: list(dict.fromkeys(ip_pool(r, random.Random(7), size=POOL_SIZE))) for r in REGIONS}
-        )
-    return _POOLS
+def pools(size: int = POOL_SIZE) -> dict[str, list[str]]:
+    """Public addresses that geolocate in each region, each once (built once per process and size)."""
+    if size not in _POOLS:
+        _POOLS[size] = {
+            r.policy: list(dict.fromkeys(ip_pool(r, random.Random(7), size=size))) for r in REGIONS
+        }
+    return _POOLS[size]
 
 
 @dataclass

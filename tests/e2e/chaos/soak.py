@@ -41,6 +41,7 @@ GROWTH_LIMIT = 0.10
 MEMORY_EVERY_S = 10.0
 TRUTH_EVERY_S = 5.0  # the simulator's full state is large: read it rarely, it competes with the load
 LATE_WAIT_S = 180.0
+SOAK_POOL_SIZE = 40_000  # addresses per region, never reused within a soak
 SOAK_POLICIES = (
     PolicySpec("europe", "Europe", 3, 12),
     PolicySpec("north-america", "North America", 2, 10),
@@ -191,7 +192,7 @@ class Load:
         self.secret = chaos.stack.webhook_secret
         self.api_headers = chaos.api_headers
         self.unknown = [f"soak-unknown-{seed}-{i:04d}" for i in range(UNKNOWN_IDS)]
-        self.ip_pools = pools()
+        self.ip_pools = pools(SOAK_POOL_SIZE)  # players are matched to platform sessions by address
         self.ip_next = 0
 
     async def callback(self, n: int) -> None:
