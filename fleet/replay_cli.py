@@ -55,7 +55,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     add("--empty-ttl-min", type=int, default=5, help="the platform's empty_ttl for its own fleet behaviour")
     add("--agones-buffer", default="20%", help="Agones buffer: 20%% of capacity, or a socket count")
     add("--agones-sync-s", type=float, default=30.0, help="Agones sync period (default 30 s)")
-    add("--jobs", type=int, default=None, help="processes to run policies in (default: one per core)")
+    add("--jobs", type=int, default=None, help="processes to run policies in (default: one per policy)")
     add(
         "--exhaustive",
         action="store_true",

@@ -173,6 +173,10 @@ class ReplayInputs:
             raise ValueError("gaps: expected interpolate or hold")
         if self.agones_sync_s <= 0:
             raise ValueError("agones sync: expected a positive number of seconds")
+        if not self.warmup_s >= 0:
+            raise ValueError("warm-up: expected a number of seconds >= 0")
+        if self.empty_ttl_min < 1:
+            raise ValueError("empty ttl: expected a whole number of minutes >= 1")
         parse_buffer(self.agones_buffer)
 
     @property

@@ -122,6 +122,10 @@ def cli(*argv: str) -> argparse.Namespace:
         (("--trace", "/nonexistent.csv"), "--trace"),
         (("--app", "nope/v9"), "--app"),
         (("--agones-buffer", "150%"), "agones buffer"),
+        (("--empty-ttl-min", "0"), "empty ttl"),
+        (("--warmup-s", "-5"), "warm-up"),
+        (("--sockets", "0"), "sockets"),
+        (("--session-mean-s", "0"), "session model"),
     ],
 )
 def test_cli_names_the_bad_argument(
