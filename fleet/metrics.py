@@ -128,7 +128,10 @@ SCALER_UTILISATION = Gauge(
     multiprocess_mode="mostrecent",
 )
 SCALER_THRESHOLD = Gauge(
-    "fleet_scaler_threshold_ratio", "The policy's threshold", ["fleet", "policy"], multiprocess_mode="mostrecent"
+    "fleet_scaler_threshold_ratio",
+    "The policy's threshold",
+    ["fleet", "policy"],
+    multiprocess_mode="mostrecent",
 )
 SCALER_DEGRADED = Gauge(
     "fleet_scaler_degraded",
@@ -145,7 +148,9 @@ SCALER_ACTIONS = Counter(
     ["kind", "result"],
 )
 SCALER_PASS_SECONDS = Histogram(
-    "fleet_scaler_pass_duration_seconds", "One scaler pass: read state, decide, act", buckets=LATENCY_BUCKETS_S
+    "fleet_scaler_pass_duration_seconds",
+    "One scaler pass: read state, decide, act",
+    buckets=LATENCY_BUCKETS_S,
 )
 SCALER_EVENT_LAG_SECONDS = Histogram(
     "fleet_scaler_event_to_decision_seconds",
@@ -155,9 +160,7 @@ SCALER_EVENT_LAG_SECONDS = Histogram(
 SCALER_IS_LEADER = Gauge(
     "fleet_scaler_is_leader", "1 while this scaler holds the lease", multiprocess_mode="max"
 )
-SCALER_LEADER_CHANGES = Counter(
-    "fleet_scaler_leader_changes_total", "Times this scaler became the leader"
-)
+SCALER_LEADER_CHANGES = Counter("fleet_scaler_leader_changes_total", "Times this scaler became the leader")
 SCALER_RECONCILES = Counter(
     "fleet_scaler_reconciles_total", "Reconciles against the platform's list by result", ["result"]
 )

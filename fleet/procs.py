@@ -33,7 +33,7 @@ def http_ok(url: str, timeout_s: float = 1.0, *, any_answer: bool = False) -> bo
     """A 2xx from `url` (or, with any_answer, any HTTP answer at all: the server is up)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as r:
-            return 200 <= r.status < 300
+            return 200 <= int(r.status) < 300
     except urllib.error.HTTPError:
         return any_answer
     except (urllib.error.URLError, OSError, ValueError):

@@ -64,7 +64,7 @@ def build_host(options: SimOptions, token: str) -> SimHost:
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = Settings()  # type: ignore[call-arg]  # every field has a default; read from the env
+    settings = Settings()  # every field has a default; read from the env
     token = settings.codema_api_token.get_secret_value()
     configure(settings.log_level, settings.log_format, [token])
     if not token:

@@ -164,15 +164,15 @@ class SessionReports:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
                     if not raw:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        await pipe.reset()
                         return SessionReportResult(session_id, False, False, None, None)
                     record = SessionRecord.model_validate_json(raw)
                     updated = advance_record(record, report, now)
                     transition = updated.state is not record.state
                     if updated is record:
-                        await pipe.reset()  # type: ignore[no-untyped-call]
+                        await pipe.reset()
                     else:
-                        pipe.multi()  # type: ignore[no-untyped-call]
+                        pipe.multi()
                         pipe.set(key, updated.model_dump_json(), keepttl=True)
                         if transition:
                             event = self._event(updated)

@@ -124,7 +124,7 @@ class _Wakeups:
             log.warning("telemetry listener stopped", extra={"fleet_fields": {"error": type(err).__name__}})
         finally:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     def _wake(self, key: str) -> None:
         for fut in self.waiters.get(key, ()):
