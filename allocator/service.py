@@ -6,6 +6,13 @@ is READY and not draining. Everything before it (snapshot, caches, ranking) only
 candidates, so any number of processes may place at once without overbooking. A reservation that
 is never confirmed (process died, platform call hung) frees itself after `reservation_ttl_s`.
 
+A create whose answer is lost (a timeout after sending, a 5xx) may still have made the platform
+session. Every session we create carries our session id in its callback URL (allocator.marks), so
+the platform's session list tells: found on the deployment, it is linked as if the answer had come;
+not found, or the list unreadable, the reservation is released and the client gets 503 as before,
+and the stray sweeper (allocator.strays) looks again later and deletes whatever the platform made
+for a session we did not link.
+
 When nothing has room the session waits (answered at once, as the platform does), its size is
 added to the app version's waiting demand and a `capacity` event wakes the scaler; the linker
 (allocator.linker) places it when a deployment becomes READY or sockets are freed.
@@ -24,10 +31,12 @@ from allocator.apps import AppFacts
 from allocator.background import Background
 from allocator.candidates import CandidateCache, Snapshot
 from allocator.insight import Insight, Players
+from allocator.marks import marked_url
 from allocator.notify import Notifier
 from allocator.outlook import Outlook, PolicyRoom, outlook
 from allocator.placement import Ask, LocationRule, Placement, Point, choose
 from allocator.rankings import Rankings
+from allocator.strays import PlatformSessions, StraySweeper, is_linked
 from allocator.views import session_get
 from allocator.waiters import Waiters
 from codema.errors import PlatformError, PlatformRejected, PlatformUnavailable, Unauthorized
@@ -156,9 +165,14 @@ class Allocator:
         self.notifier = Notifier(self.background)
         self.waiters = Waiters()
         self.holder = f"alloc-{secrets.token_hex(6)}"
+        self.session_callback = callback_url(self.settings, "sessions")
+        self.platform_sessions = PlatformSessions(self.client, self.session_callback)
+        self.sweeper = StraySweeper(self.platform_sessions, self.store.sessions, self.holder, self.background)
+        self._unsettled: set[str] = set()  # ids whose platform session may exist unlinked (this attempt)
         self.wake_linker: Callable[[], None] = lambda: None  # set by the linker of this process
 
     async def aclose(self) -> None:
+        self.sweeper.abandon()
         await self.background.aclose()
         await self.candidates.aclose()
         await self.notifier.aclose()
@@ -198,6 +212,17 @@ class Allocator:
         self, record: SessionRecord, constraints: Mapping[str, Any], snap: Snapshot | None = None
     ) -> Attempt:
         """Place now if anything has room: reserve, create the platform session, confirm."""
+        try:
+            return await self._attempt(record, constraints, snap)
+        finally:
+            # Only now: while the attempt runs, a platform session it is about to link must stay.
+            if record.session_id in self._unsettled:
+                self._unsettled.discard(record.session_id)
+                self.sweeper.note(record.session_id)
+
+    async def _attempt(
+        self, record: SessionRecord, constraints: Mapping[str, Any], snap: Snapshot | None
+    ) -> Attempt:
         players = await self.insight.players(record.ips, record.geo, centroid_of(constraints))
         ask = ask_of(record, players, constraints)
         snap = snap or await self.candidates.get(record.app, record.version)
@@ -226,9 +251,9 @@ class Allocator:
     async def _link(self, record: SessionRecord, rid: str, snap: Snapshot) -> str:
         """'linked', 'next' (this deployment refused), 'down' (platform unavailable), 'ended' (the
         platform's callback, applied now, says it failed) or the platform's refusal."""
-        sid = record.session_id
         try:
             created = await self.client.create_session(self._platform_request(record, rid))
+            platform_id = created.session_id
         except Unauthorized:
             await self._release(rid, record, snap)
             event(log, "session_create_unauthorized", logging.ERROR, deployment=rid)
@@ -241,19 +266,70 @@ class Allocator:
                 return "next"
             return f"the platform refused the session: {err}"
         except PlatformUnavailable as err:
-            await self._release(rid, record, snap)
+            found = await self._look_up_after(err, record, rid) if err.ambiguous else None
+            if found is None:
+                await self._release(rid, record, snap)
+                event(
+                    log,
+                    "session_create_unavailable",
+                    logging.WARNING,
+                    deployment=rid,
+                    error=type(err).__name__,
+                    ambiguous=err.ambiguous,
+                )
+                return "down"
+            platform_id = found
+        return await self._confirm(record, rid, snap, platform_id)
+
+    async def _look_up_after(self, err: PlatformUnavailable, record: SessionRecord, rid: str) -> str | None:
+        """After a create whose answer was lost: the platform's id of the session it made on `rid`
+        for us, or None (not made, or the list cannot be read: then it counts as not made, the
+        client gets 503, and the sweeper deletes it if it appears)."""
+        sid = record.session_id
+        self._unsettled.add(sid)
+        try:
+            mine = (await self.platform_sessions.ours()).get(sid, [])
+        except PlatformError as look:
+            why = type(look).__name__
             event(
-                log, "session_create_unavailable", logging.WARNING, deployment=rid, error=type(err).__name__
+                log,
+                "session_create_unknown",
+                logging.WARNING,
+                session=sid,
+                deployment=rid,
+                status=err.status,
+                error=why,
             )
-            return "down"
+            return None
+        placed = [s for s in mine if is_linked(s, rid)]
+        found = bool(placed)
+        event(
+            log,
+            "session_create_ambiguous",
+            logging.WARNING,
+            session=sid,
+            deployment=rid,
+            status=err.status,
+            found=found,
+        )
+        return placed[0].session_id if placed else None
+
+    async def _confirm(self, record: SessionRecord, rid: str, snap: Snapshot, platform_id: str) -> str:
+        """The platform made the session on `rid`: make it ours, or undo it when its sockets are no
+        longer ours to take (the reservation expired and the session does not fit any more)."""
+        sid = record.session_id
         now = self.clock()
-        if not await self.store.deployments.confirm_held(rid, sid, record.size, now):
-            # The platform call outlived the reservation: its sockets may be someone else's now.
-            event(log, "reservation_expired_before_confirm", logging.WARNING, deployment=rid, session=sid)
-            snap.note_refused(rid, "full")
-            await self._drop_platform_session(created.session_id)
+        adopted, how = await self.placements.adopt_session(rid, sid, record.size, now)
+        if not adopted:
+            event(
+                log, "platform_session_not_adopted", logging.WARNING, deployment=rid, session=sid, reason=how
+            )
+            snap.note_refused(rid, how)
+            await self._drop_platform_session(sid, platform_id)
             return "next"
-        record.platform_session_id = created.session_id
+        if how == "fits":  # the platform call outlived the reservation, but the session still fits
+            event(log, "reservation_expired_session_kept", deployment=rid, session=sid)
+        record.platform_session_id = platform_id
         record.deployment_request_id = rid
         record.state = SessionState.LINKED
         record.linked_at = now
@@ -261,17 +337,20 @@ class Allocator:
         await self.store.sessions.put(record)
         # The platform may have called back before it told us its id: those reports apply now
         # (forward only: a failure is final, and the store releases the hold with it).
-        for result in await self.store.sessions.link_platform_id(created.session_id, sid):
+        for result in await self.store.sessions.link_platform_id(platform_id, sid):
             if result.state in (SessionState.UNPROCESSABLE, SessionState.ERROR):
                 await self._release(rid, record, snap)
                 record.state = result.state
         return "linked" if record.state is SessionState.LINKED else "ended"
 
-    async def _drop_platform_session(self, platform_session_id: str) -> None:
+    async def _drop_platform_session(self, session_id: str, platform_session_id: str) -> None:
         try:
             await self.client.delete_session(platform_session_id)
-        except PlatformError as err:  # the platform's usage keeps counting it: safe, only wasteful
-            event(log, "orphan_platform_session", logging.WARNING, error=type(err).__name__)
+        except PlatformError as err:  # the platform's usage keeps counting it: safe; the sweeper retries
+            event(
+                log, "orphan_platform_session", logging.WARNING, session=session_id, error=type(err).__name__
+            )
+            self._unsettled.add(session_id)
 
     async def _release(self, rid: str, record: SessionRecord, snap: Snapshot) -> None:
         await self.store.deployments.release(rid, record.session_id, self.clock())
@@ -285,7 +364,7 @@ class Allocator:
             geo_ip_list=[GeoIp(**g) for g in record.geo] or None,
             deployment_request_id=rid,
             selectors=[Selector.model_validate(s) for s in record.selectors] or None,
-            webhook_url=callback_url(self.settings, "sessions"),
+            webhook_url=marked_url(self.session_callback, record.session_id),
         )
 
     async def platform_failed(self, session_id: str) -> None:

@@ -126,6 +126,8 @@ class SessionSummary(Received):
     kind: Kind = "Default"
     user_count: Count = None
     deployment_request_id: Text = ""
+    # Our callback URL with its secret: hidden in reprs. The allocator finds its sessions by it.
+    webhook_url: Text = Field(default="", repr=False)
 
     @property
     def status_name(self) -> str:

@@ -97,6 +97,51 @@ return table.concat(out, '\\n')
 """
 SUMMARY_CHUNK = 100
 
+# A platform session that exists becomes one of our sessions on the deployment (state `s`) only
+# if the accounting stays within the deployment's sockets (design.md §5 invariant 5): at once
+# while its reservation is live and as large (its sockets were set aside), or, once it expired
+# (the platform call outlived it), only if the session fits as things stand now. Usage the
+# platform reported may already count this session, so the check is
+# max(usage, committed + size) + reserved, not reserve's max(usage, committed) + reserved + size.
+# Same hold format as fleet/store/deployments.lua.
+# KEYS: deployment, holds   ARGV: session id, size, now_ms
+# -> {1, 'held'} | {1, 'fits'} | {0, 'not_ready' | 'draining' | 'unknown' | 'full'}
+_ADOPT = """
+local dep, holds = KEYS[1], KEYS[2]
+local sid, size, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function take()
+  redis.call('HSET', holds, sid, tostring(size) .. '|0|s')
+  redis.call('HDEL', dep, 'empty_since')
+end
+local cur = redis.call('HGET', holds, sid)
+if cur then
+  local n, exp, state = string.match(cur, '^(%d+)|(%d+)|(%a)$')
+  if (state == 's' or (tonumber(exp) or 0) > now) and size <= (tonumber(n) or 0) then
+    take()
+    return {1, 'held'}
+  end
+  redis.call('HDEL', holds, sid)  -- expired, or smaller than this session: it must fit on its own
+end
+if redis.call('HGET', dep, 'rank') ~= '5' then return {0, 'not_ready'} end
+if redis.call('HGET', dep, 'draining') == '1' then return {0, 'draining'} end
+local sockets = tonumber(redis.call('HGET', dep, 'sockets') or '')
+local usage = tonumber(redis.call('HGET', dep, 'usage') or '')
+if not sockets or not usage then return {0, 'unknown'} end
+local committed, reserved = 0, 0
+local flat = redis.call('HGETALL', holds)
+for i = 2, #flat, 2 do
+  local n, exp, state = string.match(flat[i], '^(%d+)|(%d+)|(%a)$')
+  if state == 's' then
+    committed = committed + tonumber(n)
+  elseif state == 'r' and tonumber(exp) > now then
+    reserved = reserved + tonumber(n)
+  end
+end
+if math.max(usage, committed + size) + reserved > sockets then return {0, 'full'} end
+take()
+return {1, 'fits'}
+"""
+
 
 def _count(text: str) -> int | None:
     return int(text) if text.isdigit() else None
@@ -116,6 +161,7 @@ class PlacementStore:
         self.redis = redis
         self.keys = keys
         self._summaries = redis.register_script(_SUMMARIES)
+        self._adopt = redis.register_script(_ADOPT)
 
     async def summaries(self, app: str, version: str, now: float) -> list[HoldsSummary]:
         """Status, draining, sockets, usage and held sockets of every deployment of an app version."""
@@ -127,6 +173,15 @@ class PlacementStore:
             text = await self._summaries(keys=[], args=[*prefixes, *ids[start : start + SUMMARY_CHUNK]])
             out.extend(_summary(line) for line in str(text).split("\n") if line)
         return out
+
+    async def adopt_session(self, rid: str, session_id: str, size: int, now: float) -> tuple[bool, str]:
+        """(allocator) Make a session the platform created ours on `rid`: (True, 'held') while its
+        reservation is live, (True, 'fits') when it expired but the session fits, else (False, why)
+        and its reservation is gone. Never lets reserved plus used exceed the sockets."""
+        out = await self._adopt(
+            keys=[self.keys.deployment(rid), self.keys.holds(rid)], args=[session_id, size, int(now * 1000)]
+        )
+        return bool(int(out[0])), str(out[1])
 
     # --- telemetry rankings -------------------------------------------------------------------
     # One hash per network: `at` and `partial` are read every second by each web process to see
