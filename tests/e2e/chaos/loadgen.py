@@ -107,10 +107,13 @@ class Pool:
                 conn.writer.close()
             return status, body
 
-    def close(self) -> None:
-        for conn in self.idle:
+    async def aclose(self) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
             conn.writer.close()
-        self.idle.clear()
+        for conn in idle:
+            with contextlib.suppress(OSError):
+                await conn.writer.wait_closed()
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
@@ -399,7 +402,7 @@ class Callbacks:
             await follower
         elapsed = time.monotonic() - start
         for pool in (*self.pools, self.sim):
-            pool.close()
+            await pool.aclose()
         return {
             "kind": "callbacks",
             "elapsed_s": elapsed,
@@ -513,7 +516,7 @@ class Placements:
         )
         elapsed = time.monotonic() - start
         for pool in self.pools:
-            pool.close()
+            await pool.aclose()
         return {
             "kind": "placements",
             "elapsed_s": elapsed,

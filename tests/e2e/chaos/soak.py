@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -311,11 +312,89 @@ def unaccounted(
     return {"lost": lost, "deleted_but_on_platform": leaked, "still_linked": linked}
 
 
+# --- diagnostic: where the web processes' Python memory goes -----------------------------------------
+PROBE_DIR = Path(__file__).resolve().parent / "memprobe"
+
+
+def probe_env(trace_dir: Path) -> dict[str, str]:
+    """Environment that makes `fleet web` run under tracemalloc (tests/e2e/chaos/memprobe)."""
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in (str(PROBE_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "SOAK_TRACEMALLOC_DIR": str(trace_dir)}
+
+
+@contextlib.contextmanager
+def snapshots_at(chaos: ChaosStack, times: list[float]) -> Any:
+    """SIGUSR2 to every web process at each monotonic time (each writes a tracemalloc snapshot)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        for at in times:
+            if stop.wait(max(0.0, at - time.monotonic())):
+                return
+            for name, proc in chaos.group.procs.items():
+                if name.startswith("web") and proc.alive():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signal.SIGUSR2)
+
+    thread = threading.Thread(target=run, name="soak-snapshots", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def snapshot_growth(trace_dir: Path, top: int = 25) -> dict[str, Any]:
+    """Per web process: what grew between its first and last snapshot, by line and by traceback."""
+    import tracemalloc
+
+    out: dict[str, Any] = {}
+    pids = sorted({p.name.split("-")[1] for p in trace_dir.glob("web-*-*.snap")})
+    for pid in pids:
+        snaps = sorted(trace_dir.glob(f"web-{pid}-*.snap"), key=lambda p: int(p.stem.split("-")[2]))
+        if len(snaps) < 2:
+            continue
+        loaded = [tracemalloc.Snapshot.load(str(p)) for p in snaps]
+        first, last = loaded[0], loaded[-1]
+        by_line = last.compare_to(first, "lineno")
+        by_trace = last.compare_to(first, "traceback")
+        out[pid] = {
+            "traced_kb": [round(sum(st.size for st in s.statistics("filename")) / 1024) for s in loaded],
+            "by_line": [
+                {
+                    "where": str(d.traceback[0]),
+                    "size_diff_kb": round(d.size_diff / 1024, 1),
+                    "count_diff": d.count_diff,
+                }
+                for d in by_line[:top]
+            ],
+            "by_traceback": [
+                {
+                    "size_diff_kb": round(d.size_diff / 1024, 1),
+                    "count_diff": d.count_diff,
+                    "traceback": [str(f) for f in d.traceback][-8:],
+                }
+                for d in by_trace[:8]
+            ],
+        }
+    return out
+
+
 def run_soak(
-    duration_s: float = 600.0, seed: int = 5, warm_up_s: float = WARM_UP_S, keep_logs: Path | None = None
+    duration_s: float = 600.0,
+    seed: int = 5,
+    warm_up_s: float = WARM_UP_S,
+    keep_logs: Path | None = None,
+    trace_memory: Path | None = None,
 ) -> dict[str, Any]:
     chaos = ChaosStack(
-        seed=seed, policies=SOAK_POLICIES, sockets=SOAK_SOCKETS, sim_extra=("--telemetry-delay-s", "0.5")
+        seed=seed,
+        policies=SOAK_POLICIES,
+        sockets=SOAK_SOCKETS,
+        sim_extra=("--telemetry-delay-s", "0.5"),
+        env=probe_env(trace_memory) if trace_memory is not None else {},
     )
     chaos.start()
     samples: list[dict[str, Any]] = []
@@ -349,7 +428,9 @@ def run_soak(
         sampler.start()
         started = gens.start()
         generators = {f"loadgen-{kind}": pid for kind, pid in gens.pids.items()}
-        with watching(chaos, generators, samples):
+        marks = [started + warm_up_s, started + (warm_up_s + duration_s) / 2, started + duration_s - 5]
+        probing = snapshots_at(chaos, marks) if trace_memory is not None else contextlib.nullcontext()
+        with watching(chaos, generators, samples), probing:
             results = gens.results(timeout_s=duration_s + LATE_WAIT_S + 120)
             ended = time.monotonic()
         time.sleep(8)  # reservations expire, deletes settle, a reconcile passes
@@ -386,7 +467,8 @@ def run_soak(
             "no_client_errors": not client_errors,
         }
         return {
-            "passed": all(checks.values()),
+            "passed": all(checks.values()) and trace_memory is None,
+            "diagnostic_run_under_tracemalloc": trace_memory is not None,
             "checks": checks,
             "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "duration_s": duration_s,
@@ -423,6 +505,7 @@ def run_soak(
             "memory_samples": len(samples),
             "memory_series": series(samples, started),
             "peak_live_deployments": sampler.peak_live,
+            **({"tracemalloc": snapshot_growth(trace_memory)} if trace_memory is not None else {}),
         }
     finally:
         gens.stop()
@@ -449,9 +532,15 @@ def main() -> int:
     parser.add_argument("--warm-up-s", type=float, default=WARM_UP_S)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the processes' logs here")
+    parser.add_argument(
+        "--trace-memory",
+        type=Path,
+        default=None,
+        help="diagnostic: run the web processes under tracemalloc, snapshots in this directory",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "soak.json")
     args = parser.parse_args()
-    result = run_soak(args.duration_s, args.seed, args.warm_up_s, args.keep_logs)
+    result = run_soak(args.duration_s, args.seed, args.warm_up_s, args.keep_logs, args.trace_memory)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     keep = ("passed", "checks", "callbacks", "placements", "load_average", "cpu_share_of_one_core")
