@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from redis.asyncio import Redis
 
 from fleet.models import SessionRecord
@@ -46,6 +48,15 @@ return 0
 """
 
 
+def _platform_id(raw: str | None) -> str:
+    """The platform's session id in a stored record ("" for none or an unreadable record)."""
+    try:
+        value = json.loads(raw).get("platform_session_id") if raw else None
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 class SessionStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -85,8 +96,13 @@ class SessionStore:
         return await self.get_many(list(ids)), total
 
     async def delete(self, session_id: str) -> None:
+        """Not listed any more, readable for ENDED_KEEP_S; the platform id's mapping (kept without
+        a TTL while the session lives) expires with it, or every session ever made would leave one."""
+        platform_id = _platform_id(await self.redis.get(self.keys.session(session_id)))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.expire(self.keys.session(session_id), ENDED_KEEP_S)
+            if platform_id:
+                pipe.expire(self.keys.platform_session(platform_id), ENDED_KEEP_S)
             pipe.zrem(self.keys.sessions(), session_id)
             pipe.zrem(self.keys.waiting_sessions(), session_id)
             await pipe.execute()
