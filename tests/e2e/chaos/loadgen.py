@@ -35,8 +35,8 @@ from typing import Any
 
 REQUEST_TIMEOUT_S = 60.0
 IDLE_CLOSE_S = 3.0  # uvicorn closes a keep-alive connection idle for 5 s: never reuse one that old
-DELETE_TRIES = 5
-DELETE_RETRY_S = 1.0  # a client retries a 409/503 delete (Retry-After is 2 s; sooner is allowed)
+DELETE_RETRY_S = 2.0  # a client retries a 409/503 delete after the Retry-After the service sends (2 s)
+DELETE_PATIENCE_S = 30.0  # ... for this long, then the last answer stands
 WINDOW_S = 30  # answers are also counted per window of the run, to see when errors happened
 MAX_INFLIGHT = 20_000  # beyond this the generator sheds (counted): a memory bound, not a pacing one
 STEPS = ("INITIALIZING", "SEEKING", "SEEKED", "SCANNING", "DEPLOYING", "READY")
@@ -176,6 +176,7 @@ class Stream:
         return {
             "count": len(v),
             "per_s": round(len(v) / duration_s, 1) if duration_s else None,
+            "ok_per_s": round(self.answers.get("200", 0) / duration_s, 1) if duration_s else None,
             "per_s_steady_min": min(steady) if steady else None,
             "p50_ms": pick(0.50),
             "p90_ms": pick(0.90),
@@ -473,7 +474,8 @@ class Placements:
         await asyncio.sleep(max(0.0, leave_at - time.monotonic()))
         self.delete_sent.add(sid)
         delete = pool.encode("DELETE", f"/v1/session/{sid}", headers=self.auth)
-        for attempt in range(DELETE_TRIES):
+        give_up = time.monotonic() + DELETE_PATIENCE_S
+        while True:
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
                     status, _ = await pool.send(delete)
@@ -481,7 +483,7 @@ class Placements:
                 self.deletes.failed(leave_at, self.start, err)
                 return
             # 409 (being changed) and 503 (platform unavailable, with Retry-After) say "again shortly"
-            if status not in (409, 503) or attempt == DELETE_TRIES - 1:
+            if status not in (409, 503) or time.monotonic() + DELETE_RETRY_S > give_up:
                 break
             self.delete_retries[str(status)] += 1
             await asyncio.sleep(DELETE_RETRY_S)
