@@ -34,6 +34,16 @@ def unavailable(what: str = "platform unavailable, retry shortly") -> HttpError:
     return HttpError(503, what, {"Retry-After": RETRY_AFTER_S})
 
 
+def players_unknown(record: SessionRecord) -> bool:
+    """A linked session without a single address: rebuilt from the platform's list after Redis lost
+    its data (allocator.rebuild), which does not carry them. The platform has them."""
+    return (
+        record.state is SessionState.LINKED
+        and bool(record.platform_session_id)
+        and not (record.ips or record.geo)
+    )
+
+
 def constraints_of(body: SessionCreateIn) -> dict[str, Any]:
     """Location constraints of a request, kept with a waiting session for the linker."""
     doc: dict[str, Any] = {
@@ -161,10 +171,40 @@ class Sessions:
         record = await self.store.sessions.get(session_id)
         if record is None or record.state is SessionState.TERMINATING:
             raise HttpError(404, f"session {session_id} not found")
+        if players_unknown(record):
+            record = await self._read_players(record)
         d = None
         if record.state is SessionState.LINKED and record.deployment_request_id:
             d = await self.store.deployments.get(record.deployment_request_id, self.clock())
         return record, d
+
+    async def _read_players(self, record: SessionRecord) -> SessionRecord:
+        """The players of a rebuilt session, from the platform; kept when nobody else is changing
+        the session. A platform that cannot answer leaves the record as it is (a read is no reason
+        to fail)."""
+        try:
+            record.ips = await self._platform_players(record)
+        except HttpError:
+            return record
+        sid = record.session_id
+        if await self.store.sessions.claim(sid, self.a.holder, CLAIM_TTL_S):
+            try:
+                current = await self.store.sessions.get(sid)
+                if current is not None and players_unknown(current):
+                    current.ips = record.ips
+                    await self.store.sessions.put(current)
+            finally:
+                await self.store.sessions.unclaim(sid, self.a.holder)
+        return record
+
+    async def _platform_players(self, record: SessionRecord) -> list[str]:
+        try:
+            users = await self.a.client.get_session_users(record.platform_session_id)
+        except PlatformUnavailable:
+            raise unavailable() from None
+        except PlatformRejected as err:
+            raise HttpError(404, f"session {record.session_id} not found on the platform: {err}") from None
+        return [u.ip for u in users]
 
     # --- claims ---------------------------------------------------------------------------------
     @asynccontextmanager
@@ -215,6 +255,8 @@ class Sessions:
     # --- users ----------------------------------------------------------------------------------
     async def add_users(self, session_id: str, ips: list[str]) -> SessionRecord:
         async with self.claimed(session_id) as record:
+            if players_unknown(record):  # sizes below count from the players we know
+                record.ips = await self._platform_players(record)
             new = [ip for ip in dict.fromkeys(ips) if ip not in record.ips]
             if not new:
                 return record
@@ -246,6 +288,8 @@ class Sessions:
 
     async def remove_users(self, session_id: str, ips: list[str]) -> SessionRecord:
         async with self.claimed(session_id) as record:
+            if players_unknown(record):
+                record.ips = await self._platform_players(record)
             gone = set(ips)
             kept = [ip for ip in record.ips if ip not in gone]
             kept_geo = [g for g in record.geo if g["ip"] not in gone]

@@ -167,7 +167,7 @@ class Allocator:
         self.holder = f"alloc-{secrets.token_hex(6)}"
         self.session_callback = callback_url(self.settings, "sessions")
         self.platform_sessions = PlatformSessions(self.client, self.session_callback)
-        self.sweeper = StraySweeper(self.platform_sessions, self.store.sessions, self.holder, self.background)
+        self.sweeper = StraySweeper(self.platform_sessions, self.store, self.holder, self.background)
         self._unsettled: set[str] = set()  # ids whose platform session may exist unlinked (this attempt)
         self.wake_linker: Callable[[], None] = lambda: None  # set by the linker of this process
 
@@ -286,10 +286,10 @@ class Allocator:
         for us, or None (not made, or the list cannot be read: then it counts as not made, the
         client gets 503, and the sweeper deletes it if it appears)."""
         sid = record.session_id
-        self._unsettled.add(sid)
         try:
             mine = (await self.platform_sessions.ours()).get(sid, [])
         except PlatformError as look:
+            self._unsettled.add(sid)
             why = type(look).__name__
             event(
                 log,
@@ -312,6 +312,8 @@ class Allocator:
             status=err.status,
             found=found,
         )
+        if not placed:  # the platform may still act on the request: look again later
+            self._unsettled.add(sid)
         return placed[0].session_id if placed else None
 
     async def _confirm(self, record: SessionRecord, rid: str, snap: Snapshot, platform_id: str) -> str:

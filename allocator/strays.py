@@ -26,7 +26,7 @@ from codema.errors import PlatformError
 from codema.schemas import SessionSummary
 from fleet.logging import event
 from fleet.models import SessionState
-from fleet.store.sessions import SessionStore
+from fleet.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,14 @@ class StraySweeper:
     def __init__(
         self,
         platform: PlatformSessions,
-        sessions: SessionStore,
+        store: Store,
         holder: str,
         background: Background,
         delays_s: tuple[float, ...] = SWEEP_DELAYS_S,
     ) -> None:
         self.platform = platform
-        self.sessions = sessions
+        self.store = store
+        self.sessions = store.sessions
         self.holder = holder
         self.background = background
         self.delays_s = delays_s
@@ -149,6 +150,8 @@ class StraySweeper:
             return None
         try:
             record = await self.sessions.get(sid)
+            if record is None and not await self.store.coord.is_rebuilt():
+                return None  # Redis lost its data: the record may come back with the rebuild
             keep = record.platform_session_id if record and record.state is SessionState.LINKED else ""
             deleted = 0
             for s in on_platform:

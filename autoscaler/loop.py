@@ -122,6 +122,10 @@ class ScalerLoop:
             event(log, "rebuild_waiting", logging.WARNING, reason="platform list unavailable")
             return False
         await self.reconciler.refresh_facts()
+        for rebuild_step in self.services.rebuild_steps:  # the composition's (fleet.bootstrap): sessions
+            if not await rebuild_step(now):
+                event(log, "rebuild_waiting", logging.WARNING, reason="a rebuild step is not done")
+                return False
         await self.services.store.coord.mark_rebuilt(now)
         self.next_reconcile = now + self.settings.reconcile_interval_s
         event(log, "state_rebuilt", listed=result.listed, adopted=result.adopted)

@@ -7,7 +7,7 @@ store/client/clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from codema.client import CodemaClient
 
 Clock = Callable[[], float]
+# A step the scaler runs after Redis lost its data, once the deployments are rebuilt and before it
+# acts: `await step(now)` -> True when done, False to run the whole rebuild again later.
+RebuildStep = Callable[[float], Awaitable[bool]]
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Services:
     jobs: JobQueue
     clock: Clock = time.time
     extras: dict[str, object] = field(default_factory=dict)  # per-process helpers (caches, waiters)
+    rebuild_steps: list[RebuildStep] = field(default_factory=list)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -81,10 +85,22 @@ def bootstrap(
     clock: Clock = time.time,
 ) -> Services:
     store = store or Store(redis_client(settings), settings.redis_prefix)
-    return Services(
+    services = Services(
         settings=settings,
         store=store,
         client=client or build_client(settings, store, clock),
         jobs=jobs or JobQueue.from_url(settings.redis_url, store.keys.queue_name()),
         clock=clock,
     )
+    # The scaler (which may not import the allocator) rebuilds the allocator's sessions this way.
+    services.rebuild_steps.append(_sessions_rebuild(services))
+    return services
+
+
+def _sessions_rebuild(services: Services) -> RebuildStep:
+    async def step(now: float) -> bool:
+        from allocator.rebuild import rebuild_sessions  # imported when used: allocator imports us
+
+        return await rebuild_sessions(services, now)
+
+    return step

@@ -10,13 +10,17 @@ answer past our client timeout)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from allocator.marks import session_id_in
-from allocator.service import Allocator
+from allocator.background import Background
+from allocator.marks import marked_url, session_id_in
+from allocator.service import Allocator, new_session_id
+from allocator.strays import PlatformSessions, StraySweeper
+from codema.client import CodemaClient
 from fleet.store import Store
 from tests.fixtures.sim import RunningSim
 from tests.integration.allocator_web import UK_PLAYERS, FleetWeb, poll, start_fleet_web
@@ -76,10 +80,9 @@ async def test_lost_answer_of_a_placed_session_links_it(short_web: FleetWeb, sto
     url = listed["data"][0]["webhook_url"]
     assert session_id_in(url, allocator(short_web).session_callback) == sid
 
-    # The sweeper looked again and kept the linked session; deleting it frees the socket everywhere.
+    # Found and linked: nothing for the sweeper. Deleting the session frees the socket everywhere.
+    assert allocator(short_web).sweeper.pending() == 0
     short_web.sim.faults(hold_rate={})
-    await poll(_swept(short_web), 10, "the sweeper's looks")
-    assert len(platform_sessions(short_web.sim)) == 1
     async with short_web.http() as api:
         assert (await api.delete(f"/v1/session/{sid}")).status_code == 200
     assert platform_sessions(short_web.sim) == [] and short_web.used(rid) == 0
@@ -121,6 +124,7 @@ async def test_unknown_outcome_is_swept_once_the_platform_list_is_back(
     short_web: FleetWeb, store: Store
 ) -> None:
     rid = await short_web.ready_deployment(store, "London")
+    await store.coord.mark_rebuilt(time.time())  # as the scaler does: the sweeper trusts a missing record
     sim = short_web.sim
     sim.faults(hold_rate={"session_create": 1.0}, hold_s=HOLD_S, error_rate={"sessions": 1.0})
     async with short_web.http() as api:
@@ -138,8 +142,35 @@ async def test_unknown_outcome_is_swept_once_the_platform_list_is_back(
     assert allocator(short_web).sweeper.deleted == 1
 
 
-def _swept(web: FleetWeb) -> Any:
-    async def done() -> bool:
-        return allocator(web).sweeper.pending() == 0
+async def test_the_sweeper_trusts_a_missing_record_only_once_redis_is_rebuilt(
+    sim: RunningSim, store: Store
+) -> None:
+    """After Redis lost its data a missing record says nothing: the session may be one the rebuild
+    brings back, so its platform session must stay until then."""
+    sim.setup_app("game", "v1", kind="Seat", sockets=4)
+    rid = sim.deploy("game", "v1")
+    sim.wait_status(rid, "READY")
+    base = "http://127.0.0.1:9/webhooks/sessions?token=x"
+    sid = new_session_id()
+    code, made = sim.platform("POST", "/v1/session", {**BODY, "deployment_request_id": rid,
+                                                       "webhook_url": marked_url(base, sid)})  # fmt: skip
+    assert code == 200, made
+    client = CodemaClient(sim.base_url, sim.token, max_attempts=1)
+    background = Background()
+    sweeper = StraySweeper(PlatformSessions(client, base), store, "test", background, delays_s=(0.0, 0.0))
 
-    return done
+    async def done() -> bool:
+        return sweeper.pending() == 0
+
+    try:
+        sweeper.note(sid)
+        await poll(done, 10, "the sweeper's looks")
+        assert len(platform_sessions(sim)) == 1 and sweeper.deleted == 0  # not rebuilt: left alone
+
+        await store.coord.mark_rebuilt(time.time())
+        sweeper.note(sid)
+        await poll(done, 10, "the sweeper's looks")
+        assert platform_sessions(sim) == [] and sweeper.deleted == 1
+    finally:
+        await background.aclose()
+        await client.aclose()
