@@ -116,8 +116,8 @@ async def rebuild_one(services: Services, sid: str, s: SessionSummary, now: floa
     if state is SessionState.LINKED:
         return await _rebuild_linked(services, record)
     await store.sessions.put(record)
-    await store.sessions.delete(sid)  # readable for a while, not listed: as it was before the loss
     await store.sessions.link_platform_id(s.session_id, sid)
+    await store.sessions.delete(sid)  # readable for a while, not listed, the mapping too: as before the loss
     return "ended"
 
 

@@ -191,6 +191,10 @@ async def _rebuild_then_read(
         assert [s["session_id"] for s in listed] == [linked_id]  # the ended one is not listed
     d = await store.deployments.get(free, services.clock())
     assert d is not None and d.app == "game" and d.committed == 2 and not d.fleet  # read, not adopted
+    ended_record = await store.sessions.get(ended_id)
+    assert ended_record is not None and ended_record.platform_session_id
+    assert await store.sessions.by_platform_id(ended_record.platform_session_id) == ended_id
+    assert await store.redis.ttl(store.keys.platform_session(ended_record.platform_session_id)) > 0  # expires
 
     assert await rebuild_sessions(services, services.clock())  # again: nothing doubles
     d = await store.deployments.get(free, services.clock())
