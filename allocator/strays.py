@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SWEEP_DELAYS_S = (3.0, 15.0, 60.0)  # after the attempt: the first look, then late platform actions
 MAX_PENDING = 10_000  # ids awaiting a look; beyond this the oldest are given up (logged)
 CLAIM_TTL_S = 15.0
+MIN_NAP_S = 0.05  # the shortest wait between looks (never a busy loop)
 
 
 class PlatformSessions:
@@ -102,8 +103,9 @@ class StraySweeper:
         try:
             while self._due:
                 wait_s = min(due for _, due in self._due.values()) - time.monotonic()
-                if wait_s > 0:
-                    await asyncio.sleep(wait_s)
+                if wait_s > 0:  # at most the first delay: an id noted meanwhile is due that soon
+                    await asyncio.sleep(min(wait_s, max(self.delays_s[0], MIN_NAP_S)))
+                    continue
                 await self.sweep_due()
         finally:
             self._running = False
