@@ -17,6 +17,14 @@ step naming its reason:
    its window: demand oscillating around the threshold makes one up-step and no stop follows
    until the load really falls.
 
+What stability costs (measured with `fleet replay`, README "What-if replay"): the margin and the
+window keep capacity that a policy without them (the platform's empty-TTL fleets, an Agones buffer)
+gives away and buys back minutes later. The window and the idle time run side by side, not one
+after the other: a deployment stops at the later of (emptied + idle time) and (demand last at the
+level that needs it + window). The default margin is 0.05 (it was 0.1, which held about 2% more
+deployment-hours on the real trace; at 0.05 a stop is still bought back within 5 minutes only a few
+times a day, where the baselines do it hundreds of times an hour).
+
 Threshold arithmetic is exact (`fractions.Fraction` of the decimal the user wrote): 4 of 5
 sockets at 0.8 is at the threshold, 3.99 of 5 is not, and 55 of 100 at 0.55 is (in floats
 0.55 * 100 = 55.00000000000001 and the rule would silently fail).
@@ -72,7 +80,7 @@ class Spec:
     minimum: int
     maximum: int
     threshold: float
-    hysteresis: float = 0.1
+    hysteresis: float = 0.05  # fleet.models.Policy's default
     idle_s: float = 300.0
     cooldown_s: float = 60.0
     deploy_timeout_s: float = 300.0

@@ -187,7 +187,7 @@ class Policy(BaseModel):
     # Tuning the seed lacks; all optional.
     idle_s: float | None = Field(default=None, ge=0, description="empty time before a stop")
     cooldown_s: float = Field(default=60.0, ge=0, description="no scale-in this long after a scale-up")
-    hysteresis: float = Field(default=0.1, ge=0, le=0.9, description="scale-in margin below threshold")
+    hysteresis: float = Field(default=0.05, ge=0, le=0.9, description="scale-in margin below threshold")
     dry_run: bool = False
     create_time: str = ""
     last_updated: str = ""

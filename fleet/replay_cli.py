@@ -24,7 +24,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         default=None,
         help="fleet configuration YAML, `fleet apply` format (default: one "
-        "Location policy per region, threshold 0.8)",
+        "Location policy per region, threshold 0.9)",
     )
     add("--app", default=None, help="APP/VERSION players ask for (default: the first linked one)")
     add("--sockets", type=int, default=10, help="sockets per deployment (the app version's; default 10)")

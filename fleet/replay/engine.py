@@ -56,6 +56,8 @@ TELEMETRY_TTL_S = 300.0
 NEW, SEATED, WAITING, SEATED_LATE, REFUSED_AT_ONCE, REFUSED_AFTER_WAIT, LEFT, LEFT_LATE = range(8)
 # How placement reads `place` (Engine._mode).
 BY_ORDER, BY_PLACE, EVERY = range(3)
+# A create this soon after a stop of the same policy buys back what was just given away (flapping).
+RECREATE_S = 300.0
 # Timer kinds.
 T_DEPART, T_DEADLINE, T_SAMPLE, T_SCALER, T_RECHECK = 0, 1, 2, 3, 4
 
@@ -94,6 +96,7 @@ class Tally:
     stops: int = 0
     errors: int = 0
     limited_creates: int = 0
+    recreates: int = 0  # creates within RECREATE_S of a stop of the same policy: capacity bought back
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -364,6 +367,8 @@ class Engine:
         unit = dep.unit
         unit.used += 1
         if free == dep.sockets:
+            self._account(unit)
+            self._empty_stretch(dep)
             dep.empty_since = None
             del unit.empty_ready[rid]
             unit.replan = True
@@ -394,6 +399,7 @@ class Engine:
         unit = dep.unit
         unit.used -= 1
         if free == dep.sockets and not dep.stopping:
+            self._account(unit)
             dep.empty_since = self.now
             unit.empty_ready[rid] = self.now
             unit.replan = True
@@ -601,6 +607,9 @@ class Engine:
             if self.now >= self.t0:
                 unit.creates += 1
                 self.tally.creates += 1
+                if unit.last_stop_at is not None and self.now - unit.last_stop_at <= RECREATE_S:
+                    unit.recreates += 1
+                    self.tally.recreates += 1
         if made:
             self._region_unit = None
         return made
@@ -612,6 +621,7 @@ class Engine:
             return
         dep.stopping = True
         dep.obs = None
+        dep.unit.last_stop_at = self.now
         self.world.stop(rid)
         if self.now >= self.t0:
             dep.unit.stops += 1
@@ -642,8 +652,7 @@ class Engine:
 
     def _move(self, dep: Dep, old: int, new: int) -> None:
         unit = dep.unit
-        if new == ENDED:
-            self._account(unit)  # bill the live deployments up to now, this one included
+        self._account(unit)  # bill the live deployments up to now, this one included
         unit.replan = True
         dep.bucket = new
         if old == PENDING:
@@ -653,7 +662,8 @@ class Engine:
             unit.n_serving -= 1
             unit.cap_serving -= dep.sockets
             unit.used -= dep.players
-            unit.empty_ready.pop(dep.rid, None)
+            if unit.empty_ready.pop(dep.rid, None) is not None:
+                self._empty_stretch(dep)
             if dep.players and self.now >= self.t0:
                 self.tally.dropped += dep.players
             self._reclass(dep)
@@ -668,9 +678,11 @@ class Engine:
             self._reclass(dep)
         elif new == STOPPING:
             unit.n_stopping += 1
-            if not dep.stopping and self.now >= self.t0:
-                unit.stops += 1  # the platform ended it by itself (empty_ttl, max_duration)
-                self.tally.stops += 1
+            if not dep.stopping:
+                unit.last_stop_at = self.now
+                if self.now >= self.t0:
+                    unit.stops += 1  # the platform ended it by itself (empty_ttl, max_duration)
+                    self.tally.stops += 1
         elif new == ENDED:
             del unit.deps[dep.rid]
             del self.deps[dep.rid]
@@ -692,9 +704,22 @@ class Engine:
         return max(0.0, min(self.now, self.t1) - max(since, self.t0))
 
     def _account(self, unit: Unit) -> None:
-        """Integrate live deployments (billed from the deploy call until TERMINATED) up to now."""
-        unit.live_s += unit.live * self._span(unit.live_t)
+        """Integrate live deployments (billed from the deploy call until TERMINATED) up to now, and
+        how many of them were starting, stopping or READY and empty. Called before any of these
+        counts changes."""
+        span = self._span(unit.live_t)
+        if span:
+            unit.live_s += unit.live * span
+            unit.starting_s += unit.n_pending * span
+            unit.stopping_s += unit.n_stopping * span
+            unit.empty_s += len(unit.empty_ready) * span
         unit.live_t = self.now
+
+    def _empty_stretch(self, dep: Dep) -> None:
+        """A READY deployment's empty stretch ends: count the part of it past the policy's idle time
+        (what only the scale-in rules, not the idle time, kept running)."""
+        if dep.empty_since is not None:
+            dep.unit.empty_past_idle_s += self._span(dep.empty_since + dep.unit.spec.idle_s)
 
     def _utilisation(self, unit: Unit) -> None:
         """Time over threshold: demand (placed + waiting players) at or above `threshold` of READY sockets."""
@@ -733,6 +758,8 @@ class Engine:
     def _finish(self) -> None:
         for unit in self.units:
             self._account(unit)
+            for rid in unit.empty_ready:
+                self._empty_stretch(self.deps[rid])
             if unit.over_since is not None:
                 unit.over_s += self._span(unit.over_since)
                 unit.over_since = None

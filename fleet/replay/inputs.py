@@ -85,6 +85,12 @@ def parse_regions(text: str) -> tuple[PlayerRegion, ...]:
     return tuple(out)
 
 
+# The seed's default policy threshold. Our scaler and the platform's own fleet behaviour both run the
+# same configuration, so they scale up at the same utilisation: the comparison is of what each does
+# around that line, not of two different lines.
+DEFAULT_THRESHOLD = 0.9
+
+
 def default_config(regions: tuple[PlayerRegion, ...], maximum: int = 1000) -> dict[str, Any]:
     """One fleet with one Location policy per region (continent filter), in `fleet apply` format."""
     return {
@@ -100,7 +106,7 @@ def default_config(regions: tuple[PlayerRegion, ...], maximum: int = 1000) -> di
                         "type": "Location",
                         "minimum": 1,
                         "maximum": maximum,
-                        "threshold": 0.8,
+                        "threshold": DEFAULT_THRESHOLD,
                         "data": {
                             "filters": [{"field": "continent", "values": [r.continent], "filter_type": "any"}]
                         },

@@ -83,19 +83,44 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def table(report: dict[str, Any]) -> str:
     bound = report["lower_bound"]
     rows = [
-        "| policy | deployment-hours | x lower bound | creates | stops | players waited | refused "
-        "| time-to-session p99 / max (s) | wait mean / p99 (s) | over threshold (h) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | deployment-hours | x lower bound | creates | stops | re-created within 5 min "
+        "| players waited | refused | time-to-session p99 / max (s) | wait mean / p99 (s) "
+        "| over threshold (h) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| lower bound: ceil(players / sockets) | {_fmt(bound['deployment_hours'])} | 1.000 "
-        "| - | - | - | - | - | - | - |",
+        "| - | - | - | - | - | - | - | - |",
     ]
     for name, r in report["policies"].items():
         p, tts, wait = r["players"], r["time_to_session_s"], r["wait_s"]
         rows.append(
             f"| {LABELS.get(name, name)} | {_fmt(r['deployment_hours'])} | {_fmt(r['vs_lower_bound'], 3)} "
-            f"| {r['creates']:,} | {r['stops']:,} | {p['waited']:,} | {p['refused']:,} "
+            f"| {r['creates']:,} | {r['stops']:,} | {r['recreates_within_5min']:,} "
+            f"| {p['waited']:,} | {p['refused']:,} "
             f"| {_fmt(tts['p99'])} / {_fmt(tts['max'])} | {_fmt(wait['mean'])} / {_fmt(wait['p99'])} "
             f"| {_fmt(r['over_threshold_h'])} |"
+        )
+    return "\n".join(rows)
+
+
+def where_hours_went(report: dict[str, Any]) -> str:
+    """Each policy's deployment-hours by state, as multiples of the lower bound. READY with players
+    minus the lower bound is fragmentation: deployments held by a few players each (sessions end at
+    random; only an empty deployment may stop), which no scaling policy can remove."""
+    bound = report["lower_bound"]["deployment_hours"]
+    rows = [
+        "| policy | total | READY with players | of which fragmentation | READY empty, within idle time "
+        "| READY empty, past idle time | starting | stopping |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    if not bound:
+        return ""
+    for name, r in report["policies"].items():
+        h = r["hours_by_state"]
+        rows.append(
+            f"| {LABELS.get(name, name)} | {r['deployment_hours'] / bound:.3f} "
+            f"| {h['with_players'] / bound:.3f} | {(h['with_players'] - bound) / bound:+.3f} "
+            f"| {h['empty_within_idle'] / bound:.3f} | {h['empty_past_idle'] / bound:.3f} "
+            f"| {h['starting'] / bound:.3f} | {h['stopping'] / bound:.3f} |"
         )
     return "\n".join(rows)
 
@@ -118,9 +143,17 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         table(report),
         "",
+        "Where the deployment-hours went (multiples of the lower bound):",
+        "",
+        where_hours_went(report),
+        "",
         "- lower bound: ceil(players online / sockets) deployments at every instant, everyone placed "
         "on arrival: no policy that serves every player needs fewer deployment-hours.",
         "- deployment-hours are billed from the deploy call until TERMINATED (boot included).",
+        "- re-created within 5 min: creates less than 5 minutes after a stop of the same policy "
+        "(including the platform ending a deployment by itself): capacity given away and bought back.",
+        "- idle time: the policy's `idle_s` (the platform: its `empty_ttl`); an Agones buffer stops "
+        "empty deployments at its next sync whatever their idle time.",
         "- time-to-session counts every placed player (most are placed at once: 0 s).",
         "- over threshold: time when placed plus waiting players reached the policy's threshold of "
         "READY sockets, summed over policies.",

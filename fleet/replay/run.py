@@ -80,6 +80,7 @@ def summarise(
             "deployment_hours": u.live_s / 3600,
             "creates": u.creates,
             "stops": u.stops,
+            "recreates_within_5min": u.recreates,
             "over_threshold_h": u.over_s / 3600,
         }
         for u in engine.units
@@ -88,10 +89,12 @@ def summarise(
     return {
         "policy": name,
         "deployment_hours": sum(u.live_s for u in engine.units) / 3600,
+        "hours_by_state": hours_by_state(engine),
         "creates": tally.creates,
         "stops": tally.stops,
         "errors": tally.errors,
         "limited_creates": tally.limited_creates,
+        "recreates_within_5min": tally.recreates,
         "over_threshold_h": sum(u.over_s for u in engine.units) / 3600,
         "players": {
             "arrived": tally.arrived,
@@ -115,6 +118,24 @@ def summarise(
             for r in range(len(engine.inputs.regions))
         ],
         "decisions": decisions,
+    }
+
+
+def hours_by_state(engine: Engine) -> dict[str, float]:
+    """Where the deployment-hours went: starting (boot), READY with players, READY and empty (within
+    the policy's idle time, and past it), stopping. They add up to the deployment-hours."""
+    units = engine.units
+    live = sum(u.live_s for u in units)
+    starting = sum(u.starting_s for u in units)
+    stopping = sum(u.stopping_s for u in units)
+    empty = sum(u.empty_s for u in units)
+    past = sum(u.empty_past_idle_s for u in units)
+    return {
+        "starting": starting / 3600,
+        "with_players": (live - starting - stopping - empty) / 3600,
+        "empty_within_idle": (empty - past) / 3600,
+        "empty_past_idle": past / 3600,
+        "stopping": stopping / 3600,
     }
 
 

@@ -110,11 +110,20 @@ class Unit:
         # Measurements.
         self.live_s = 0.0
         self.live_t = now
+        # Where the deployment-seconds went (fleet.replay.engine._account): starting (deploy call to
+        # READY), stopping (stop asked to TERMINATED), READY and empty, and of that, the part of each
+        # empty stretch past the policy's idle time; READY with players is the rest.
+        self.starting_s = 0.0
+        self.stopping_s = 0.0
+        self.empty_s = 0.0
+        self.empty_past_idle_s = 0.0
         self.over_s = 0.0
         self.over_since: float | None = None
         self.creates = 0
         self.stops = 0
         self.peak_live = 0
+        self.recreates = 0
+        self.last_stop_at: float | None = None
 
     def recount(self) -> None:
         """Refresh the levels read at every player event, after capacity or counts changed."""

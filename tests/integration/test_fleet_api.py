@@ -109,7 +109,7 @@ def test_policy_crud_with_the_seeds_payloads(api: WebApp) -> None:
     assert r.status_code == 200, r.text
     created = r.json()
     assert {k: created[k] for k in POLICY} == POLICY
-    assert created["idle_s"] is None and created["cooldown_s"] == 60.0 and created["hysteresis"] == 0.1
+    assert created["idle_s"] is None and created["cooldown_s"] == 60.0 and created["hysteresis"] == 0.05
     assert call(api, "POST", "/v1/fleet/f/policies", POLICY).status_code == 409
     coords = {**POLICY, "name": "near", "type": "Coordinates", "data": {"latitude": 45.5, "longitude": -73.6}}
     assert call(api, "POST", "/v1/fleet/f/policies", coords).status_code == 200

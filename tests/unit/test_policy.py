@@ -234,6 +234,27 @@ ROWS = [
         spec=replace(SPEC, hysteresis=0.0),
     ),
     Row(
+        "the default margin is 0.05: one of two idle deployments stops",
+        (
+            *(ready(f"b{i}", 9, sockets=10) for i in range(8)),
+            *(ready(f"i{i}", 0, sockets=10, idle_for=IDLE + i) for i in range(2)),
+        ),
+        # used 72 of 100 at threshold 0.9 (72 < 90: no scale-up); without i1, 72 < (0.9 - 0.05) * 90 = 76.5;
+        # without i0 too, 72 < 0.85 * 80 = 68 is false: i0 stays
+        {"stop": ("i1",), "desired": 9, "reason": Reason.IDLE},
+        spec=Spec(minimum=1, maximum=20, threshold=0.9, sockets=10),
+    ),
+    Row(
+        "the same state with the former default 0.1 keeps both",
+        (
+            *(ready(f"b{i}", 9, sockets=10) for i in range(8)),
+            *(ready(f"i{i}", 0, sockets=10, idle_for=IDLE + i) for i in range(2)),
+        ),
+        # without i1: 72 < (0.9 - 0.1) * 90 = 72 is false
+        {"stop": (), "reason": Reason.STEADY},
+        spec=Spec(minimum=1, maximum=20, threshold=0.9, hysteresis=0.1, sockets=10),
+    ),
+    Row(
         "the window's peak keeps the up-step under oscillating demand",
         (ready("a", 3), ready("b", 0, idle_for=IDLE)),
         # now 3, but 4 within the window: without b, 4 < 0.7 * 5 = 3.5 is false

@@ -2,11 +2,14 @@
 
 1. a deployment with usage > 0, unknown usage, a session or a reservation is never chosen to stop;
 2. creates never take a policy above its maximum (stopping and stuck ones count until gone);
-and: stops never take a policy below its minimum, nothing happens while disabled, and the same
-inputs always give the same decision.
+and: stops never take a policy below its minimum, nothing happens while disabled, the same inputs
+always give the same decision, and a stop never sets up its own scale-up (no flapping): with the
+stopped deployments gone, demand up to the window's peak creates nothing.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -105,3 +108,57 @@ def test_invariants(
 
     again = decide(spec, deployments, now=NOW, memory=memory, in_flight=in_flight, waiting=waiting, peak=peak)
     assert again == d
+
+
+@st.composite
+def serving(draw: st.DrawFn) -> list[Observed]:
+    """A policy's deployments as they usually are: READY with known, fresh usage (some of them empty,
+    for a while or not), a few still starting or on their way out."""
+    out = []
+    for i in range(draw(st.integers(1, 14))):
+        kind = draw(st.sampled_from(["busy", "busy", "empty", "empty", "starting", "draining"]))
+        sockets = draw(st.sampled_from([None, 4, 10]))
+        base = Observed(
+            request_id=f"d{i:02d}",
+            status=Status.READY,
+            sockets=sockets,
+            created_at=NOW - 3600,
+            last_heard=NOW - 1,
+        )
+        if kind == "busy":
+            used = draw(st.integers(1, sockets or 4))
+            out.append(replace(base, usage=used, sessions=used, committed=used))
+        elif kind == "empty":
+            out.append(
+                replace(
+                    base, usage=0, empty_since=NOW - draw(st.sampled_from([0.0, 30.0, 61.0, 301.0, 900.0]))
+                )
+            )
+        elif kind == "starting":
+            out.append(replace(base, status=Status.DEPLOYING, usage=None, created_at=NOW - 10))
+        else:
+            out.append(replace(base, usage=0, draining=True, stop_requested=True))
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    spec=specs().map(lambda s: replace(s, enabled=True, maximum=20)),
+    deployments=serving(),
+    in_flight=st.integers(0, 2),
+    peak=st.integers(0, 60),
+    last_up=st.one_of(st.none(), st.floats(NOW - 600, NOW)),
+)
+def test_a_stop_never_sets_up_its_own_scale_up(
+    spec: Spec, deployments: list[Observed], in_flight: int, peak: int, last_up: float | None
+) -> None:
+    memory = Memory(last_scale_up_at=last_up)
+    first = decide(spec, deployments, now=NOW, memory=memory, in_flight=in_flight, peak=peak)
+    if not first.stop:
+        return
+    rest = [d for d in deployments if d.request_id not in first.stop]
+    # The demand after the stop is what it was (stopped deployments were empty); the worst the
+    # window has seen is `peak`: as waiting players on top of it, it still adds nothing.
+    extra = max(0, peak - int(first.counts.used))
+    again = decide(spec, rest, now=NOW, memory=memory, in_flight=in_flight, waiting=extra, peak=peak)
+    assert again.create == 0, (first, again)
