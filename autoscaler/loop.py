@@ -56,6 +56,7 @@ class ScalerLoop:
         self.leader = False
         self.after = "0-0"
         self.next_reconcile = 0.0
+        self.next_audit = 0.0
         self.pending_events_at: float | None = None  # epoch of the oldest event not yet handled
         self._events: Redis | None = None
 
@@ -103,6 +104,10 @@ class ScalerLoop:
             await self.reconciler.retire(self.token, now)
             await self.reconciler.refresh_facts()
         await self.reconciler.poll(self.services.clock(), stale_after_s(self.settings))
+        if now >= self.next_audit:
+            self.next_audit = now + self.settings.session_audit_interval_s
+            for audit_step in self.services.audit_steps:  # the composition's (fleet.bootstrap): sessions
+                await audit_step(now)
         return True
 
     async def rebuild(self, now: float) -> bool:

@@ -26,6 +26,9 @@ Clock = Callable[[], float]
 # A step the scaler runs after Redis lost its data, once the deployments are rebuilt and before it
 # acts: `await step(now)` -> True when done, False to run the whole rebuild again later.
 RebuildStep = Callable[[float], Awaitable[bool]]
+# A check the scaler leader runs every `session_audit_interval_s`: `await step(now)` -> how many
+# things it put right.
+AuditStep = Callable[[float], Awaitable[int]]
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Services:
     clock: Clock = time.time
     extras: dict[str, object] = field(default_factory=dict)  # per-process helpers (caches, waiters)
     rebuild_steps: list[RebuildStep] = field(default_factory=list)
+    audit_steps: list[AuditStep] = field(default_factory=list)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -94,6 +98,7 @@ def bootstrap(
     )
     # The scaler (which may not import the allocator) rebuilds the allocator's sessions this way.
     services.rebuild_steps.append(_sessions_rebuild(services))
+    services.audit_steps.append(_sessions_audit(services))
     return services
 
 
@@ -102,5 +107,14 @@ def _sessions_rebuild(services: Services) -> RebuildStep:
         from allocator.rebuild import rebuild_sessions  # imported when used: allocator imports us
 
         return await rebuild_sessions(services, now)
+
+    return step
+
+
+def _sessions_audit(services: Services) -> AuditStep:
+    async def step(now: float) -> int:
+        from allocator.audit import audit_sessions
+
+        return await audit_sessions(services, now)
 
     return step

@@ -90,6 +90,10 @@ ALLOC_WAITING = Gauge(
     "Sessions waiting for capacity (seen by the linker)",
     multiprocess_mode="max",
 )
+ALLOC_SESSIONS_GONE = Counter(
+    "fleet_allocator_sessions_gone_total",
+    "Linked sessions ended because the platform no longer had them (allocator.audit)",
+)
 ALLOC_WEBHOOKS = Counter(
     "fleet_allocator_session_webhooks_total", "Client session webhooks by result", ["result"]
 )

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # Scaler
     scaler_tick_s: float = 1.0
     reconcile_interval_s: float = 15.0
+    session_audit_interval_s: float = 60.0  # linked sessions checked against the platform's list
     lease_ttl_s: float = 10.0
     deploy_timeout_s: float = 300.0
     default_idle_s: float = 300.0

@@ -8,7 +8,7 @@ Each violation is `(kind, subject, detail)`; the kinds:
   TERMINATING) than its maximum (invariant 2).
 - `stopped_with_players`: a deployment was stopping (by our stop) while it had sessions, or a
   player of ours vanished because we stopped the deployment (invariant 1).
-- `overbooked`: the platform's usage, or our reserved plus used sockets, above `sockets` (5).
+- `overbooked`: the platform's usage, or our sessions plus reservations, above `sockets` (5).
 - `reservation_leak`: reserved sockets left once nothing was being placed (5).
 - `usage_mismatch`: after convergence, our usage of a READY deployment differs from the platform's.
 - `hold_mismatch`: our confirmed sessions' sockets differ from the platform's usage (only where
@@ -82,16 +82,20 @@ def truth_violations(truth: dict[str, Any], policies: tuple[PolicySpec, ...] = P
 
 
 def view_violations(view: dict[str, dict[str, Any]]) -> list[Violation]:
-    """Our own view never books more than a deployment holds."""
+    """Our own books never hold more than a deployment has: confirmed sessions plus unexpired
+    reservations. The platform's usage is not added: a session created but not yet confirmed is in
+    both the platform's usage report and our reservations, so the sum counts it twice (which makes
+    placement refuse early, never overbook). Overbooking itself is checked on the platform's
+    ground truth (`truth_violations`)."""
     found: list[Violation] = []
     for rid, d in view.items():
         sockets = d.get("sockets")
         if sockets is None:
             continue
-        used = max(int(d.get("sockets_usage") or 0), int(d.get("session_sockets") or 0))
+        booked = int(d.get("session_sockets") or 0)
         reserved = int(d.get("reserved_sockets") or 0)
-        if used + reserved > int(sockets):
-            found.append(("overbooked", rid, f"ours: used {used} + reserved {reserved} > {sockets}"))
+        if booked + reserved > int(sockets):
+            found.append(("overbooked", rid, f"ours: sessions {booked} + reserved {reserved} > {sockets}"))
     return found
 
 
