@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 
 from fleet.jobs import JobQueue
 from fleet.settings import Settings
-from fleet.store import Store
+from fleet.store import Retention, Store
 
 if TYPE_CHECKING:
     from codema.client import CodemaClient
@@ -80,6 +80,14 @@ def build_client(settings: Settings, store: Store, clock: Clock = time.time) -> 
     )
 
 
+def retention_of(settings: Settings) -> Retention:
+    return Retention(
+        ended_session_s=settings.ended_session_keep_s,
+        telemetry_s=settings.telemetry_keep_s,
+        early_callback_s=settings.early_callback_keep_s,
+    )
+
+
 def bootstrap(
     settings: Settings,
     *,
@@ -88,7 +96,7 @@ def bootstrap(
     jobs: JobQueue | None = None,
     clock: Clock = time.time,
 ) -> Services:
-    store = store or Store(redis_client(settings), settings.redis_prefix)
+    store = store or Store(redis_client(settings), settings.redis_prefix, retention_of(settings))
     services = Services(
         settings=settings,
         store=store,

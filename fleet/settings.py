@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     telemetry_ttl_s: float = 300.0
     session_wait_s: float = 120.0
 
+    # Retention of records that are no longer live (fleet.store.Retention): Redis holds about
+    # rate x keep_s of each.
+    ended_session_keep_s: float = Field(default=3600.0, gt=0)
+    telemetry_keep_s: float = Field(default=600.0, gt=0)
+    early_callback_keep_s: float = Field(default=600.0, gt=0)
+
     log_format: str = "kv"  # "kv" (key=value) or "json"
     log_level: str = "INFO"
     metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR for this process family

@@ -125,9 +125,16 @@ def advance_record(record: SessionRecord, report: SessionReport, now: float) -> 
 
 
 class SessionReports:
-    def __init__(self, redis: Redis, keys: Keys, dequeue: Callable[[SessionRecord], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        dequeue: Callable[[SessionRecord], Awaitable[bool]],
+        keep_s: float = PENDING_KEEP_S,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.keep_s = keep_s
         self._dequeue = dequeue
         self._holds = DeploymentStore(redis, keys)
         self._park = redis.register_script(_PARK)
@@ -142,7 +149,7 @@ class SessionReports:
         if report.state is None:  # nothing to keep for later
             found = await self.redis.get(keys[0])
             return str(found) if found else None
-        args = [report.state.value, report.to_json(), int(PENDING_KEEP_S * 1000)]
+        args = [report.state.value, report.to_json(), int(self.keep_s * 1000)]
         found = await self._park(keys=keys, args=args)
         return str(found) if found else None
 

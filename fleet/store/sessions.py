@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from fleet.models import SessionRecord
 from fleet.store.keys import SEP, Keys
-from fleet.store.session_reports import SessionReport, SessionReportResult, SessionReports
+from fleet.store.session_reports import PENDING_KEEP_S, SessionReport, SessionReportResult, SessionReports
 
 ENDED_KEEP_S = 3600  # an ended session stays readable this long
 
@@ -58,14 +58,21 @@ def _platform_id(raw: str | None) -> str:
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        ended_keep_s: float = ENDED_KEEP_S,
+        early_callback_keep_s: float = PENDING_KEEP_S,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.ended_keep_s = ended_keep_s
         self._enqueue = redis.register_script(_ENQUEUE)
         self._dequeue = redis.register_script(_DEQUEUE)
         self._resize_waiting = redis.register_script(_RESIZE_WAITING)
         self._unclaim = redis.register_script(_UNCLAIM)
-        self._reports = SessionReports(redis, keys, self.dequeue_waiting)
+        self._reports = SessionReports(redis, keys, self.dequeue_waiting, early_callback_keep_s)
 
     async def put(self, record: SessionRecord) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -96,13 +103,13 @@ class SessionStore:
         return await self.get_many(list(ids)), total
 
     async def delete(self, session_id: str) -> None:
-        """Not listed any more, readable for ENDED_KEEP_S; the platform id's mapping (kept without
+        """Not listed any more, readable for `ended_keep_s`; the platform id's mapping (kept without
         a TTL while the session lives) expires with it, or every session ever made would leave one."""
         platform_id = _platform_id(await self.redis.get(self.keys.session(session_id)))
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.expire(self.keys.session(session_id), ENDED_KEEP_S)
+            pipe.expire(self.keys.session(session_id), int(self.ended_keep_s))
             if platform_id:
-                pipe.expire(self.keys.platform_session(platform_id), ENDED_KEEP_S)
+                pipe.expire(self.keys.platform_session(platform_id), int(self.ended_keep_s))
             pipe.zrem(self.keys.sessions(), session_id)
             pipe.zrem(self.keys.waiting_sessions(), session_id)
             await pipe.execute()
