@@ -334,11 +334,13 @@ ROWS = (
                 unit="ops",
             ),
             Panel(
-                "Client session webhooks and waits",
-                "Webhooks sent to the game's backend by result, and waits for capacity by outcome.",
+                "Client session webhooks, waits and sessions gone",
+                "Webhooks sent to the game's backend by result, waits for capacity by outcome, and "
+                "linked sessions ended because the platform no longer had them (the scaler's audit).",
                 (
                     t(rate("fleet_allocator_session_webhooks_total", "result"), "webhook {{result}}"),
                     t(rate("fleet_allocator_waits_total", "outcome"), "wait {{outcome}}"),
+                    t(rate("fleet_allocator_sessions_gone_total"), "gone on the platform"),
                 ),
                 unit="ops",
             ),
