@@ -35,6 +35,9 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/fleet with-redis -- $(BIN)/python -m tests.e2e.chaos
 
+soak: $(STAMP)
+	$(BIN)/fleet with-redis -- $(BIN)/python -m tests.e2e.chaos.soak
+
 replay: $(STAMP)
 	$(BIN)/fleet replay $(if $(TRACE),--trace $(TRACE))
 

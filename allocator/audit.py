@@ -8,9 +8,10 @@ ended the session on its own. Nothing tells us: the platform sends no callback w
 deleted.
 
 The scaler leader runs this every `session_audit_interval_s` (through `Services.audit_steps`,
-wired in fleet.bootstrap). It reads our linked records first and the platform's session list
-second, so a session the list does not show was linked before the list was read; one linked less
-than `GRACE_S` ago is left for the next look, in case the platform's list lags its creates. Each
+wired in fleet.bootstrap). It reads our linked records first and the platform's complete session
+list second, and compares platform session ids (each record carries its own), so a session the
+list does not show was linked before the list was read; one linked less than `GRACE_S` before the
+audit began is left for the next look, in case the platform's list lags its creates. Each
 candidate is ended under its claim, after reading its record again: a client deleting it, or a
 linker changing it, at that moment wins. An unreadable or partial list ends nothing.
 """
@@ -20,10 +21,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from allocator.strays import PlatformSessions
 from codema.errors import PlatformError
 from fleet import metrics
-from fleet.callbacks import callback_url
 from fleet.logging import event
 from fleet.models import SessionRecord, SessionState
 
@@ -60,15 +59,15 @@ async def audit_sessions(services: Services, now: float) -> int:
     records = await linked_records(services, now - GRACE_S)
     if not records:
         return 0
-    platform = PlatformSessions(services.client, callback_url(services.settings, "sessions"))
     try:
-        ours = await platform.ours()
+        # By the platform's own session ids, which our records carry: nothing here depends on the
+        # callback URL (a process with another FLEET_PUBLIC_URL must not see every session gone).
+        listed = {s.session_id for s in await services.client.list_sessions()}
     except PlatformError as err:
         event(log, "session_audit_skipped", logging.WARNING, error=type(err).__name__)
         return 0
     ended = 0
     for record in records:
-        listed = {s.session_id for s in ours.get(record.session_id, [])}
         if record.platform_session_id not in listed:
             ended += await end_gone(services, record)
     if ended:

@@ -148,7 +148,7 @@ SCALER_DECISIONS = Counter(
 )
 SCALER_ACTIONS = Counter(
     "fleet_scaler_actions_total",
-    "Scaler actions by kind (create, stop) and result (enqueued, dry_run, created, stopped, failed, ...)",
+    "Scaler actions by kind (create, stop, decision) and result (enqueued, dry_run, created, rejected, ...)",
     ["kind", "result"],
 )
 SCALER_PASS_SECONDS = Histogram(

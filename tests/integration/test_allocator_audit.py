@@ -104,10 +104,14 @@ async def test_the_audit_ends_nothing_it_cannot_judge(
     web: FleetWeb, store: Store, redis_url: str, prefix: str
 ) -> None:
     rid = await web.ready_deployment(store, "London")
-    ghost = await place(web, "81.2.69.160")
+    ghost, kept = await place(web, "81.2.69.160"), await place(web, "81.2.69.161")
     await delete_with_lost_answer(web, ghost)
-    settings = settings_for(redis_url, prefix, public_url=web.url, webhook_secret=WEBHOOK_SECRET)
-    services = services_for(settings, web.sim)  # the scaler's, in this test's event loop
+    # The scaler's own settings, with another public URL than the web's: the audit compares the
+    # platform's session ids, so callback URLs do not matter (with them, every session would look gone).
+    settings = settings_for(
+        redis_url, prefix, public_url="http://scaler.invalid:9", webhook_secret=WEBHOOK_SECRET
+    )
+    services = services_for(settings, web.sim)  # in this test's event loop
     try:
         assert await audit_sessions(services, time.time()) == 0  # linked just now: the list may lag
         web.sim.faults(error_rate={"sessions": 1.0})
@@ -117,9 +121,11 @@ async def test_the_audit_ends_nothing_it_cannot_judge(
         finally:
             web.sim.faults(error_rate={})
         record = await store.sessions.get(ghost)
-        assert record is not None and record.state is SessionState.LINKED and await held(store, rid) == 1
+        assert record is not None and record.state is SessionState.LINKED and await held(store, rid) == 2
 
         assert await audit_sessions(services, time.time() + audit.GRACE_S + 1) == 1  # now it can judge
-        assert await held(store, rid) == 0
+        assert await held(store, rid) == 1
+        kept_record = await store.sessions.get(kept)
+        assert kept_record is not None and kept_record.state is SessionState.LINKED
     finally:
         await close_services(services)
