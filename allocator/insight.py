@@ -197,7 +197,8 @@ class Insight:
     async def _lookup(self, networks: list[str], sample: dict[str, str]) -> dict[str, GeoFact]:
         by_ip = {sample[n]: n for n in networks}
         try:
-            answers = await asyncio.wait_for(self.client.lookup_ips(list(by_ip)), GEO_LOOKUP_TIMEOUT_S)
+            async with asyncio.timeout(GEO_LOOKUP_TIMEOUT_S):  # not wait_for: see fleet.aio
+                answers = await self.client.lookup_ips(list(by_ip))
         except (PlatformError, TimeoutError) as err:
             event(log, "ip_lookup_failed", logging.WARNING, networks=len(networks), error=type(err).__name__)
             return {}

@@ -11,7 +11,6 @@ skips larger sessions of the same kind instead of ranking again for each of them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from typing import Any
@@ -30,6 +29,7 @@ from fleet.models import SessionRecord, SessionState
 log = logging.getLogger(__name__)
 
 BLOCK_MS = 250
+STOP_WAIT_S = 5.0
 TICK_S = 1.0
 MAX_PER_PASS = 1000
 WAKING_EVENTS = frozenset({"deployment", "session"})
@@ -57,12 +57,15 @@ class Linker:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            # Bounded: a stopping process must not hang on a task that outlives its cancellation.
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
+            if not done:
+                event(log, "linker_stop_timed_out", logging.WARNING, waited_s=STOP_WAIT_S)
             self._task = None
 
     async def _run(self) -> None:
-        conn: Redis = redis_client(self.a.settings, socket_timeout_s=BLOCK_MS / 1000 + 5)
+        # No socket timeout: read_events bounds the blocking read itself (fleet.store.coord).
+        conn: Redis = redis_client(self.a.settings, socket_timeout_s=None)
         last_pass = -math.inf
         try:
             after = await self.store.coord.last_event_id()

@@ -7,7 +7,8 @@ record every `POLL_S`; a wake-up from this process only makes the answer faster.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+
+from fleet.aio import wait_at_most
 
 POLL_S = 0.25
 
@@ -30,6 +31,5 @@ class Waiters:
     async def pause(self, session_id: str, timeout_s: float) -> None:
         """Until woken or `min(timeout_s, POLL_S)` passed."""
         ev = self.register(session_id)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), max(0.0, min(timeout_s, POLL_S)))
+        await wait_at_most(ev.wait(), max(0.0, min(timeout_s, POLL_S)))
         ev.clear()

@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from autoscaler.reconcile import Reconciler
 from autoscaler.scaler import Scaler, StaleLeader
 from autoscaler.view import stale_after_s
+from fleet.aio import wait_at_most
 from fleet.bootstrap import Services
 from fleet.logging import event
 from fleet.metrics import SCALER_EVENT_LAG_SECONDS, SCALER_IS_LEADER, SCALER_LEADER_CHANGES
@@ -144,10 +145,10 @@ class ScalerLoop:
     # --- waiting for events ---------------------------------------------------------------------------
     def _events_connection(self) -> Redis:
         if self._events is None:
-            # Same server and options as the store's client, but a socket timeout longer than the
-            # block (redis-py's default 5 s would break a long XREAD).
+            # Same server and options as the store's client, but no socket timeout (redis-py's
+            # default 5 s would break a long XREAD): read_events bounds the read itself.
             pool = self.services.store.redis.connection_pool
-            kwargs = {**pool.connection_kwargs, "socket_timeout": self.settings.scaler_tick_s + 5.0}
+            kwargs = {**pool.connection_kwargs, "socket_timeout": None}
             own = ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
             self._events = Redis.from_pool(own)  # closing the client closes its pool
         return self._events
@@ -191,8 +192,7 @@ class ScalerLoop:
                 if leading:
                     await self.wait_for_events(min(self.settings.scaler_tick_s, standby_s * 5))
                 else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=standby_s)
+                    await wait_at_most(stop.wait(), standby_s)
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 await asyncio.sleep(ERROR_PAUSE_S)
 

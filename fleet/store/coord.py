@@ -3,6 +3,7 @@ account-wide create window and the "state was rebuilt" marker."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 from fleet.store.keys import Keys
 
 EVENTS_MAXLEN = 10_000
+READ_MARGIN_S = 5.0  # a blocking read gives Redis this long past its block time to answer
 
 # The token comes from Redis TIME (microseconds), so it never goes backwards even when Redis
 # has lost the fence key with the rest of its data; it also never goes below the last fence.
@@ -89,9 +91,14 @@ class Coordination:
         return str(info["last-generated-id"]) if info else "0-0"
 
     async def read_events(self, redis: Redis, after: str, block_ms: int, count: int = 500) -> list[Event]:
-        """Block up to block_ms for events after `after`. `redis` must be a connection whose
-        socket timeout exceeds the block time (a blocking read needs its own connection)."""
-        out = await redis.xread({self.keys.events(): after}, count=count, block=block_ms)
+        """Block up to block_ms for events after `after`, on a connection of its own made with
+        `blocking_reader_client` (no socket timeout). The read is bounded here instead: redis-py's
+        own socket timeout, cancelled from outside at the wrong moment, can leave the task waiting
+        for ever (seen on Python 3.11 with redis-py 7 and 8: a stopping web process and a killed
+        scaler hung), while a cancellation through this `asyncio.timeout` always ends it. A Redis
+        that stops answering raises TimeoutError (an OSError) after block + READ_MARGIN_S."""
+        async with asyncio.timeout(block_ms / 1000 + READ_MARGIN_S):
+            out = await redis.xread({self.keys.events(): after}, count=count, block=block_ms)
         events: list[Event] = []
         for _stream, entries in out or []:
             for entry_id, fields in entries:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from fleet.aio import wait_at_most
 from fleet.store.keys import Keys
 
 log = logging.getLogger("fleet.store.telemetry")
@@ -82,8 +83,7 @@ class _Wakeups:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(key, set()).add(fut)
         self.ensure_listening()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_S)
+        await wait_at_most(self.subscribed.wait(), SUBSCRIBE_WAIT_S)
         return fut
 
     def ensure_listening(self) -> None:
@@ -104,8 +104,10 @@ class _Wakeups:
         task, self.task = self.task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded, as every stop: the process (or test) that stops must not hang on it.
+            done, _ = await asyncio.wait({task}, timeout=5.0)
+            if not done:
+                log.warning("telemetry listener outlived its cancellation")
 
     async def _listen(self, subscribed: asyncio.Event) -> None:
         pubsub = self.redis.pubsub()
@@ -183,8 +185,7 @@ class TelemetryStore:
                 if fut.done():  # woken, yet nothing readable (e.g. it expired): wait for the next one
                     await self._wakeups.unregister(retrieval_key, fut)
                     fut = await self._wakeups.register(retrieval_key)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(fut), min(remaining, RECHECK_S))
+                await wait_at_most(asyncio.shield(fut), min(remaining, RECHECK_S))
                 self._wakeups.ensure_listening()
         finally:
             await self._wakeups.unregister(retrieval_key, fut)

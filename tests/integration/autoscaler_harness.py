@@ -8,7 +8,6 @@ polls and the platform's list alone (the v1 platform sends no webhook when a dep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -78,11 +77,14 @@ class RunningScaler:
         await jobs_of(self.services).drain()
 
     async def kill(self) -> None:
-        """Dies without a word: the lease is not released, queued jobs are lost."""
+        """Dies without a word: the lease is not released, queued jobs are lost. Bounded: a task
+        that outlives its cancellation fails the test here, with its stack, instead of hanging it."""
         self.task.cancel()
         jobs_of(self.services).close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        done, _ = await asyncio.wait({self.task}, timeout=10)
+        if not done:
+            self.task.print_stack()
+            raise AssertionError("the scaler task outlived its cancellation by 10 s")
         if self.loop._events is not None:
             await self.loop._events.aclose()
 
