@@ -88,6 +88,17 @@ def test_prometheus_reads_the_service_metrics_back(
         every_s=1.0,
     )
     assert placed == 1.0
+    # The dashboards plot rate(), which needs two samples in its window: wait for the second scrape
+    # (CI once drew "Placements by result" from a single sample: no series).
+    e.wait_for(
+        "a second sample of the placement counter",
+        lambda: (
+            (scalar(prom, 'max(count_over_time(fleet_allocator_placements_total{result="linked"}[5m]))') or 0)
+            >= 2
+        ),
+        timeout_s=30,
+        every_s=1.0,
+    )
     current = e.wait_for(
         "the leader's deployment gauge in Prometheus",
         lambda: scalar(
