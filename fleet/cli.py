@@ -31,9 +31,20 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
+    import socket
+
+    # The port is opened before the simulator loads (about half a second of imports and place
+    # data): whoever started it beside `fleet web` may call it as soon as the web answers, and a
+    # connection made meanwhile waits in the listen backlog instead of being refused.
+    try:
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        sock = socket.create_server((args.host, args.port), family=family, backlog=2048)
+    except OSError as err:
+        print(f"fleet sim: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 2
     from codema.sim.server import main as sim_main
 
-    return sim_main(args)
+    return sim_main(args, sock)
 
 
 def _demo(args: argparse.Namespace) -> int:

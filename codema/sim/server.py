@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -61,7 +62,8 @@ def build_host(options: SimOptions, token: str) -> SimHost:
     return SimHost(options, token)
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, sock: socket.socket | None = None) -> int:
+    """Run until stopped; `sock` is a listening socket opened early by the caller (fleet.cli)."""
     import uvicorn
 
     settings = Settings()  # every field has a default; read from the env
@@ -90,5 +92,5 @@ def main(args: argparse.Namespace) -> int:
         ws="none",
         timeout_graceful_shutdown=2,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
     return 0

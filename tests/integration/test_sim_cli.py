@@ -102,3 +102,39 @@ def test_fleet_sim_names_a_bad_flag(flags: list[str], named: str) -> None:
     proc = fleet_sim("--port", str(free_port()), *flags)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2 and named in out
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = fleet_sim("--host", "127.0.0.1", "--port", str(port))
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert f"fleet sim: cannot listen on 127.0.0.1:{port}" in out and "Traceback" not in out
+
+
+def test_the_port_answers_before_the_simulator_has_loaded() -> None:
+    """The port is opened before the simulator loads: a request made as soon as it accepts may
+    wait in the backlog, and is answered (a newcomer's smoke run, which calls the simulator the
+    moment `fleet web` answers, was once refused)."""
+    port = free_port()
+    proc = fleet_sim("--host", "127.0.0.1", "--port", str(port))
+    try:
+        wait_for(lambda: _accepts(port), 15, "the port to accept connections")
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/v1/locations", headers={"Authorization": f"token {TOKEN}"}, timeout=15
+        )
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
