@@ -135,7 +135,7 @@ class Counts:
     stuck: int = 0
     unknown: int = 0
     capacity: int = 0  # sockets of serving + pending deployments
-    used: Fraction = Fraction(0)  # used + reserved sockets on serving deployments
+    used: Fraction = Fraction(0)  # per serving deployment: max(platform usage, our sessions + reservations)
     waiting: int = 0  # sockets of sessions waiting for capacity (demand near these deployments)
     tagged: int = 0  # deployments waiting sessions' selector tags need (autoscaler.selectors)
 
@@ -278,8 +278,13 @@ def _classify(deployments: Sequence[Observed], spec: Spec, now: float) -> _Tally
             t.capacity += cap or 0
             # HPA's rule for missing metrics: unknown usage does not push a scale-up (what we know,
             # our sessions and reservations, still counts) and blocks every scale-in.
+            # The platform's usage already counts a session we created but have not confirmed yet,
+            # which is still one of our reservations: adding the two counted it twice, and a burst
+            # at threshold 1.0 bought a deployment nobody needed (e2e burst test). The placement's
+            # own check stays conservative (fleet.store deployments.lua: usage + reservations).
             used = usage or 0
-            t.used += (used if used > d.committed else d.committed) + d.reserved
+            ours = d.committed + d.reserved
+            t.used += used if used > ours else ours
         elif d.created_at < stuck_before:
             t.stuck.append(d)  # starting (or never reported) past the deploy timeout
         else:
