@@ -147,8 +147,17 @@ local sockets = tonumber(redis.call('HGET', dep, 'sockets') or '')
 local usage = tonumber(redis.call('HGET', dep, 'usage') or '')
 if not sockets or not usage then return {0, 'unknown'} end
 local committed, reserved = holds_summary(holds, now_ms)
-if redis.call('HEXISTS', holds, sid) == 1 then return {1, 'exists', 0} end
 local used = math.max(usage, committed) + reserved
+local cur = redis.call('HGET', holds, sid)
+if cur then
+  -- Held already (a retry, or a session asking again): fine as it is, or grown only if it fits.
+  local old, exp, state = string.match(cur, '^(%d+)|(%d+)|(%a)$')
+  old = tonumber(old) or 0
+  if size <= old then return {1, 'exists', 0} end
+  if used + (size - old) > sockets then return {0, 'full'} end
+  redis.call('HSET', holds, sid, tostring(size) .. '|' .. exp .. '|' .. state)
+  return {1, 'exists', sockets - used - (size - old)}
+end
 if used + size > sockets then return {0, 'full'} end
 redis.call('HSET', holds, sid, tostring(size) .. '|' .. tostring(now_ms + ttl_ms) .. '|r')
 redis.call('HDEL', dep, 'empty_since')
@@ -168,10 +177,19 @@ return 1
 local dep, holds = KEYS[1], KEYS[2]
 local cur = redis.call('HGET', holds, ARGV[1])
 if not cur then return 0 end
-local exp, state = string.match(cur, '^%d+|(%d+)|(%a)$')
+local old, exp, state = string.match(cur, '^(%d+)|(%d+)|(%a)$')
 if state == 'r' and (tonumber(exp) or 0) <= tonumber(ARGV[3]) then
   redis.call('HDEL', holds, ARGV[1])
   return 0
+end
+local grow = tonumber(ARGV[2]) - (tonumber(old) or 0)
+if grow > 0 then
+  -- Confirming more than was held would take sockets nobody checked: only if they are free.
+  local sockets = tonumber(redis.call('HGET', dep, 'sockets') or '')
+  local usage = tonumber(redis.call('HGET', dep, 'usage') or '')
+  if not sockets or not usage then return 0 end
+  local committed, reserved = holds_summary(holds, tonumber(ARGV[3]))
+  if math.max(usage, committed) + reserved + grow > sockets then return 0 end
 end
 redis.call('HSET', holds, ARGV[1], ARGV[2] .. '|0|s')
 redis.call('HDEL', dep, 'empty_since')

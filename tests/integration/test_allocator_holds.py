@@ -143,7 +143,13 @@ async def _scenario(redis_url: str, sockets: int, lanes: list[list[tuple[str, in
 LATE_CONFIRM = [[("reserve", 0, 3), ("expire", 0, 1), ("reserve", 1, 1), ("confirm", 0, 1)]]
 
 
+# Found by this test in CI: a session asking again, larger, found its own hold ("exists") and
+# confirmed the larger size unchecked: 2 sockets held on a 1-socket deployment.
+ASK_AGAIN_LARGER = [[("reserve", 2, 1), ("confirm", 2, 1), ("reserve", 2, 2), ("confirm", 2, 1)]]
+
+
 @example(sockets=3, lanes=LATE_CONFIRM, seed=1)
+@example(sockets=1, lanes=ASK_AGAIN_LARGER, seed=1)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sockets=st.integers(1, 6), lanes=st.lists(STEPS, min_size=1, max_size=4), seed=st.integers(0, 2**16))
 def test_reserved_plus_used_never_exceeds_sockets(
