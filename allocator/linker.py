@@ -22,6 +22,7 @@ from allocator.candidates import Snapshot
 from allocator.lifecycle import CLAIM_TTL_S
 from allocator.service import Allocator, PlacementLine, ranking_reason
 from fleet import metrics
+from fleet.aio import cancel_within
 from fleet.bootstrap import redis_client
 from fleet.logging import event
 from fleet.models import SessionRecord, SessionState
@@ -56,10 +57,7 @@ class Linker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            # Bounded: a stopping process must not hang on a task that outlives its cancellation.
-            done, _ = await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
-            if not done:
+            if not await cancel_within(self._task, STOP_WAIT_S):
                 event(log, "linker_stop_timed_out", logging.WARNING, waited_s=STOP_WAIT_S)
             self._task = None
 

@@ -19,3 +19,12 @@ async def wait_at_most(awaitable: Awaitable[object], timeout_s: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def cancel_within(task: asyncio.Task[object], timeout_s: float) -> bool:
+    """Cancel `task` and wait at most `timeout_s` for it to end; False if it outlived that. A
+    stopping process must not hang on a task that outlives its cancellation (a redis-py blocking
+    read once did: fleet.store.coord.read_events)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    return bool(done)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from fleet.aio import wait_at_most
+from fleet.aio import cancel_within, wait_at_most
 from fleet.store.keys import Keys
 
 log = logging.getLogger("fleet.store.telemetry")
@@ -40,6 +40,7 @@ log = logging.getLogger("fleet.store.telemetry")
 TELEMETRY_KEEP_S = 600.0  # a result stays readable this long (the platform's keys live ~5 min)
 RECHECK_S = 1.0  # a waiter re-reads at least this often, whatever happens to the listener
 SUBSCRIBE_WAIT_S = 0.5  # how long a waiter waits for the listener's subscription before reading
+STOP_WAIT_S = 5.0  # a stopping listener gets this long to end
 LISTEN_POLL_S = 1.0  # listener read timeout; below redis-py's default 5 s socket timeout
 
 # KEYS: result hash   ARGV: retrieval_key, scores JSON, count, partial (0/1), now, keep_ms, channel
@@ -102,12 +103,8 @@ class _Wakeups:
 
     async def stop(self) -> None:
         task, self.task = self.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            # Bounded, as every stop: the process (or test) that stops must not hang on it.
-            done, _ = await asyncio.wait({task}, timeout=5.0)
-            if not done:
-                log.warning("telemetry listener outlived its cancellation")
+        if task is not None and not task.done() and not await cancel_within(task, STOP_WAIT_S):
+            log.warning("telemetry listener outlived its cancellation")
 
     async def _listen(self, subscribed: asyncio.Event) -> None:
         pubsub = self.redis.pubsub()
