@@ -104,9 +104,9 @@ def build_app(services: Services) -> Starlette:
     from fleet.views import build_routes as view_routes
     from webhooks.routes import build_routes as webhook_routes
 
-    routes = [
-        *_ops_routes(services),
+    routes = [  # the platform's callbacks first: the busiest paths, matched in order
         *webhook_routes(services),
+        *_ops_routes(services),
         *autoscaler_routes(services),
         *allocator_routes(services),
         *view_routes(services),

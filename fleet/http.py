@@ -6,9 +6,9 @@ Errors are `{"message": ...}` like the platform's; validation errors are 422 and
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -85,7 +85,7 @@ async def read_json_object(
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH:
         _check_depth(raw)
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)  # strict JSON: NaN, Infinity and lone surrogates are malformed
     except (ValueError, RecursionError) as err:
         raise HttpError(400, "body is not valid JSON") from err
     if not isinstance(data, dict):

@@ -26,7 +26,7 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 def setup_logging(settings: Settings) -> None:
-    configure(settings.log_level, settings.log_format, _secrets(settings))
+    configure(settings.log_level, settings.log_format, _secrets(settings), access_log=settings.access_log)
 
 
 def check_web_settings(settings: Settings) -> str | None:

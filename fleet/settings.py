@@ -59,6 +59,7 @@ class Settings(BaseSettings):
 
     log_format: str = "kv"  # "kv" (key=value) or "json"
     log_level: str = "INFO"
+    access_log: bool = False  # uvicorn's line per request (token scrubbed); off: one line per decision
     metrics_dir: str | None = None  # PROMETHEUS_MULTIPROC_DIR for this process family
 
     @field_validator("codema_api_url", "public_url")

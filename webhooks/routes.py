@@ -3,8 +3,9 @@
 Each request: the secret (before the body is read), the body (capped while reading), the parse
 (422 naming the subject's id field), then one short Store write, and the answer. A 2xx means the
 fact is in Redis; nothing slow runs before the answer (no platform call, no waiting), and the Store
-write is bounded by `INGEST_DEADLINE_S` so the platform, which gives up after 10 s, always gets an
-answer. Rejected requests change nothing.
+write is bounded by `INGEST_DEADLINE_S` (for deployment callbacks, by the report batcher, which
+holds each report's deadline) so the platform, which gives up after 10 s, always gets an answer.
+Rejected requests change nothing.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from fleet.metrics import (
 )
 from fleet.store.session_reports import SessionContended
 from webhooks.auth import AuthFailure, SecretGuard, client_address
+from webhooks.batch import DEADLINE_S
 from webhooks.ingest import Ingest, Outcome, Result
 from webhooks.parse import FieldError, deployment_body, session_body, telemetry_body
 from webhooks.throttle import FailureThrottle
 
 log = logging.getLogger("webhooks")
 
-INGEST_DEADLINE_S = 5.0  # half the platform's 10 s timeout: a slow Redis gets a 503, not a hang
+INGEST_DEADLINE_S = DEADLINE_S  # half the platform's 10 s timeout: a slow Redis gets a 503, not a hang
 RETRY_AFTER_S = "2"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
@@ -73,10 +75,14 @@ def _body_rejection(err: HttpError) -> Rejected:
 class WebhookEndpoint:
     """One callback kind: authenticate, read, parse, ingest, answer; metrics on every path."""
 
-    def __init__(self, kind: str, guard: SecretGuard, handler: Handler) -> None:
+    def __init__(
+        self, kind: str, guard: SecretGuard, handler: Handler, deadline_s: float | None = INGEST_DEADLINE_S
+    ) -> None:
+        """`deadline_s` None: the handler bounds its own Store writes (deployment callbacks)."""
         self.kind = kind
         self.guard = guard
         self.handler = handler
+        self.deadline_s = deadline_s
         self._latency = WEBHOOK_LATENCY.labels(kind)
         self._accepted = {r: WEBHOOK_CALLBACKS.labels(kind, r.value) for r in Result}
 
@@ -104,7 +110,9 @@ class WebhookEndpoint:
         except HttpError as err:
             raise _body_rejection(err) from err
         try:
-            async with asyncio.timeout(INGEST_DEADLINE_S):
+            if self.deadline_s is None:
+                return await self.handler(body)
+            async with asyncio.timeout(self.deadline_s):
                 return await self.handler(body)
         except FieldError as err:
             raise Rejected(422, "missing_field" if err.missing else "invalid_field", str(err)) from err
@@ -162,7 +170,7 @@ def build_routes(services: Services) -> list[BaseRoute]:
     return [
         Route(
             "/webhooks/deployments",
-            WebhookEndpoint("deployment", guard, deployments).respond,
+            WebhookEndpoint("deployment", guard, deployments, deadline_s=None).respond,
             methods=["POST"],
         ),
         Route("/webhooks/sessions", WebhookEndpoint("session", guard, sessions).respond, methods=["POST"]),

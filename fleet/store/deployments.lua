@@ -43,10 +43,13 @@ local function refresh_empty(dep, holds, now_ms)
   end
 end
 
---@ apply_report
--- KEYS: dep, holds, live, events [, app version index]   ARGV: report JSON
--- report: {request_id, rank (nil = no status, -1 = unknown string), status_raw, source, now,
---          facts = {field = string}, snapshot = {field = string}, usage = string|nil}
+--@ apply_reports
+-- KEYS: live, events, then per report: dep, holds, app version index ('' when none)
+-- ARGV: one report JSON per report, in the same order
+-- -> per report {transition, previous rank, created, usage_changed}, or an error reply for a
+--    report whose own part failed (the others stand; each report is applied on its own).
+-- A report: {request_id, rank (nil = no status, -1 = unknown string), status_raw, source, now,
+--            facts = {field = string}, snapshot = {field = string}, usage = string|nil}
 -- "facts" and "snapshot" fields are written when the report is fresh (a transition, or a poll of
 -- the platform: source ~= 'webhook') and otherwise only fill an empty field, so the facts a
 -- deployment keeps for life end the same in any delivery order.
@@ -58,83 +61,118 @@ end
 -- ready_at: when a READY report was first heard (a READY arriving after TERMINATED still sets it).
 -- The app version index (given when the report names both) lists the deployment unless it is
 -- terminal; it moves with the state, in the same script.
-local dep, holds, live, events, app_index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local r = cjson.decode(ARGV[1])
-local now = tonumber(r.now)
-local now_ms = math.floor(now * 1000)
-local created = 0
-if redis.call('EXISTS', dep) == 0 then
-  redis.call('HSET', dep, 'request_id', r.request_id, 'rank', '-1', 'draining', '0',
-             'created_at', tostring(now))
-  redis.call('SADD', live, r.request_id)
-  created = 1
-end
-local cur = tonumber(redis.call('HGET', dep, 'rank') or '-1')
-local new = tonumber(r.rank or '-99')
-local transition = 0
-if new ~= -99 then
-  if new >= 0 then
-    if cur < 0 or (cur < 7 and new > cur) then
-      redis.call('HSET', dep, 'rank', tostring(new), 'status_raw', r.status_raw)
-      transition = 1
-      if new >= 7 then
-        redis.call('SREM', live, r.request_id)
-        redis.call('HSET', dep, 'terminal_at', tostring(now))
-        redis.call('HDEL', dep, 'empty_since')
+-- Cost: a report reads the fields it needs in one HMGET and writes in one HSET (per-field calls
+-- made this script the larger part of Redis's CPU under callback load).
+local live, events = KEYS[1], KEYS[2]
+
+local function apply_one(dep, holds, app_index, r)
+  local now = tonumber(r.now)
+  local now_ms = math.floor(now * 1000)
+  local names = {'rank', 'ready_at', 'usage', 'usage_rank', 'usage_by', 'empty_since', 'request_id'}
+  if type(r.facts) == 'table' then for field in pairs(r.facts) do names[#names + 1] = field end end
+  if type(r.snapshot) == 'table' then for field in pairs(r.snapshot) do names[#names + 1] = field end end
+  local got = redis.call('HMGET', dep, unpack(names))
+  local h, writes, dels = {}, {}, {}  -- h: the hash as this report leaves it (false = absent)
+  for i, name in ipairs(names) do h[name] = got[i] end
+  local function set(field, value) h[field] = value; writes[field] = value; dels[field] = nil end
+  local function del(field)
+    if h[field] then h[field] = false; writes[field] = nil; dels[field] = true end
+  end
+
+  local created = 0
+  if redis.call('EXISTS', dep) == 0 then
+    set('request_id', r.request_id); set('rank', '-1'); set('draining', '0')
+    set('created_at', tostring(now))
+    redis.call('SADD', live, r.request_id)
+    created = 1
+  end
+  local cur = tonumber(h.rank or '-1')
+  local new = tonumber(r.rank or '-99')
+  local transition = 0
+  if new ~= -99 then
+    if new >= 0 then
+      if cur < 0 or (cur < 7 and new > cur) then
+        set('rank', tostring(new)); set('status_raw', r.status_raw)
+        transition = 1
+        if new >= 7 then
+          redis.call('SREM', live, r.request_id)
+          set('terminal_at', tostring(now))
+          del('empty_since')
+        end
       end
+    else
+      set('unknown_status', r.status_raw)
+      if cur < 0 then set('status_raw', r.status_raw) end
     end
+  end
+  if new == 5 and not h.ready_at then set('ready_at', tostring(now)) end
+  local stale = (new ~= -99 and new >= 0 and new < cur)
+  local fresh = (transition == 1) or (r.source ~= 'webhook' and not stale)
+  if type(r.facts) == 'table' then
+    for field, value in pairs(r.facts) do
+      local old = h[field]
+      if not old or old == '' or (fresh and value ~= '') then set(field, value) end
+    end
+  end
+  if type(r.snapshot) == 'table' then
+    for field, value in pairs(r.snapshot) do
+      local old = h[field]
+      if fresh or not old or old == '' then set(field, value) end
+    end
+  end
+  local usage_changed = 0
+  if r.usage ~= nil and r.usage ~= cjson.null then
+    local old = h.usage
+    local at = math.max(new, -1)  -- the report's rank; -1 for an unknown status or none
+    local write = fresh or not old or old == ''
+    if not write and r.source == 'webhook' then
+      local ur = tonumber(h.usage_rank or '-1') or -1
+      write = at > ur or (at == ur and h.usage_by == 'webhook' and tonumber(r.usage) > (tonumber(old) or -1))
+    end
+    if write then
+      local by = 'webhook'
+      if r.source ~= 'webhook' then
+        by = r.source
+        if fresh then at = tonumber(h.rank or '-1') or -1 end
+      end
+      if old ~= r.usage then usage_changed = 1 end
+      set('usage', r.usage); set('usage_rank', tostring(at)); set('usage_by', by)
+    end
+  end
+  set('last_heard', tostring(now))
+  -- empty_since: READY, usage known 0, no hold. Anything else clears it (as refresh_empty).
+  local _, _, count = holds_summary(holds, now_ms)
+  if tonumber(h.rank or '-1') == 5 and h.usage == '0' and count == 0 then
+    if not h.empty_since then set('empty_since', tostring(now_ms / 1000)) end
   else
-    redis.call('HSET', dep, 'unknown_status', r.status_raw)
-    if cur < 0 then redis.call('HSET', dep, 'status_raw', r.status_raw) end
+    del('empty_since')
   end
-end
-if new == 5 and not redis.call('HGET', dep, 'ready_at') then
-  redis.call('HSET', dep, 'ready_at', tostring(now))
-end
-local stale = (new ~= -99 and new >= 0 and new < cur)
-local fresh = (transition == 1) or (r.source ~= 'webhook' and not stale)
-if type(r.facts) == 'table' then
-  for field, value in pairs(r.facts) do
-    local old = redis.call('HGET', dep, field)
-    if not old or old == '' or (fresh and value ~= '') then redis.call('HSET', dep, field, value) end
+
+  local flat = {}
+  for field, value in pairs(writes) do flat[#flat + 1] = field; flat[#flat + 1] = value end
+  redis.call('HSET', dep, unpack(flat))  -- never empty: last_heard is always written
+  local gone = {}
+  for field in pairs(dels) do gone[#gone + 1] = field end
+  if #gone > 0 then redis.call('HDEL', dep, unpack(gone)) end
+  if app_index ~= '' and tonumber(h.rank or '-1') < 7 then
+    redis.call('SADD', app_index, r.request_id)
   end
-end
-if type(r.snapshot) == 'table' then
-  for field, value in pairs(r.snapshot) do
-    local old = redis.call('HGET', dep, field)
-    if fresh or not old or old == '' then redis.call('HSET', dep, field, value) end
+  if transition == 1 then
+    redis.call('XADD', events, 'MAXLEN', '~', '10000', '*', 'kind', 'deployment',
+               'request_id', r.request_id, 'rank', tostring(new), 'source', r.source)
   end
+  return {transition, cur, created, usage_changed}
 end
-local usage_changed = 0
-if r.usage ~= nil and r.usage ~= cjson.null then
-  local old = redis.call('HGET', dep, 'usage')
-  local at = math.max(new, -1)  -- the report's rank; -1 for an unknown status or none
-  local write = fresh or not old or old == ''
-  if not write and r.source == 'webhook' then
-    local ur = tonumber(redis.call('HGET', dep, 'usage_rank') or '-1') or -1
-    local by_webhook = redis.call('HGET', dep, 'usage_by') == 'webhook'
-    write = at > ur or (at == ur and by_webhook and tonumber(r.usage) > (tonumber(old) or -1))
-  end
-  if write then
-    local by = 'webhook'
-    if r.source ~= 'webhook' then
-      by = r.source
-      if fresh then at = tonumber(redis.call('HGET', dep, 'rank') or '-1') or -1 end
-    end
-    if old ~= r.usage then usage_changed = 1 end
-    redis.call('HSET', dep, 'usage', r.usage, 'usage_rank', tostring(at), 'usage_by', by)
-  end
+
+local out = {}
+for i = 1, #ARGV do
+  local base = 3 * i
+  local ok, res = pcall(function()
+    return apply_one(KEYS[base], KEYS[base + 1], KEYS[base + 2], cjson.decode(ARGV[i]))
+  end)
+  if ok then out[i] = res else out[i] = redis.error_reply(tostring(res)) end
 end
-redis.call('HSET', dep, 'last_heard', tostring(now))
-refresh_empty(dep, holds, now_ms)
-if app_index and tonumber(redis.call('HGET', dep, 'rank') or '-1') < 7 then
-  redis.call('SADD', app_index, r.request_id)
-end
-if transition == 1 then
-  redis.call('XADD', events, 'MAXLEN', '~', '10000', '*', 'kind', 'deployment',
-             'request_id', r.request_id, 'rank', tostring(new), 'source', r.source)
-end
-return {transition, cur, created, usage_changed}
+return out
 
 --@ reserve
 -- KEYS: dep, holds   ARGV: session_id, size, now_ms, ttl_ms

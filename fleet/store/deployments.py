@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from fleet.models import Deployment, DeploymentLocation, Status, StatusReport, parse_count
 from fleet.store.keys import Keys
@@ -54,7 +54,7 @@ class HoldResult:
     free_after: int = 0
 
 
-def _encode_report(report: StatusReport, now: float) -> str:
+def _encode_report(report: StatusReport, now: float) -> bytes:
     rank: int | None = None
     if report.status_raw is not None:
         status = report.status
@@ -71,11 +71,11 @@ def _encode_report(report: StatusReport, now: float) -> str:
     if report.sockets is not None:
         facts["sockets"] = str(report.sockets)
     if report.ports is not None:
-        snapshot["ports"] = json.dumps(dict(report.ports), sort_keys=True)
+        snapshot["ports"] = orjson.dumps(dict(report.ports), option=orjson.OPT_SORT_KEYS).decode()
     if report.location is not None:
         snapshot["location"] = report.location.model_dump_json()
     if report.tags is not None:
-        snapshot["tags"] = json.dumps(list(report.tags))
+        snapshot["tags"] = orjson.dumps(list(report.tags)).decode()
     payload: dict[str, Any] = {
         "request_id": report.request_id,
         "status_raw": report.status_raw or "",
@@ -87,7 +87,7 @@ def _encode_report(report: StatusReport, now: float) -> str:
     }
     if rank is not None:
         payload["rank"] = rank
-    return json.dumps(payload)
+    return orjson.dumps(payload)
 
 
 def decode_deployment(raw: Mapping[str, str], holds: Mapping[str, str], now_ms: int) -> Deployment:
@@ -143,35 +143,30 @@ class DeploymentStore:
 
     async def apply(self, report: StatusReport, now: float) -> ReportResult:
         """Record a status report atomically: forward-only status, one event per transition."""
-        out = await self._scripts["apply_report"](
-            keys=self._report_keys(report), args=[_encode_report(report, now)]
-        )
-        return await self._report_result(report, out)
+        (result,) = await self.apply_many([(report, now)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def apply_many(
         self, reports: Sequence[tuple[StatusReport, float]]
     ) -> list[ReportResult | Exception]:
-        """`apply` for several (report, now) in one round trip; each is still its own atomic script.
-        A report whose script failed gets its exception in its place (the others stand)."""
-        script = self._scripts["apply_report"]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for report, now in reports:
-                keys = self._report_keys(report)
-                pipe.evalsha(script.sha, len(keys), *keys, _encode_report(report, now))
-            outs: list[Any] = await pipe.execute(raise_on_error=False)
+        """`apply` for several (report, now) in one script call: each report is applied on its own,
+        in order. A report whose part failed gets its exception in its place (the others stand);
+        when the call itself fails (Redis unreachable, out of memory) it raises."""
+        k = self.keys
+        keys = [k.live_deployments(), k.events()]
+        args = []
+        for report, now in reports:
+            rid = report.request_id
+            index = k.app_deployments(report.app, report.version) if report.app and report.version else ""
+            keys += (k.deployment(rid), k.holds(rid), index)  # '' = no index to keep
+            args.append(_encode_report(report, now))
+        outs: list[Any] = await self._scripts["apply_reports"](keys=keys, args=args)
         results: list[ReportResult | Exception] = []
-        for (report, now), out in zip(reports, outs, strict=True):
-            if isinstance(out, NoScriptError):  # Redis lost its scripts: this one did not run
-                out = await script(keys=self._report_keys(report), args=[_encode_report(report, now)])
+        for (report, _now), out in zip(reports, outs, strict=True):
             results.append(out if isinstance(out, Exception) else await self._report_result(report, out))
         return results
-
-    def _report_keys(self, report: StatusReport) -> list[str]:
-        k, rid = self.keys, report.request_id
-        keys = [k.deployment(rid), k.holds(rid), k.live_deployments(), k.events()]
-        if report.app and report.version:  # indexed in the script, unless terminal
-            keys.append(k.app_deployments(report.app, report.version))
-        return keys
 
     async def _report_result(self, report: StatusReport, out: Sequence[Any]) -> ReportResult:
         transition, previous, created, usage_changed = (int(x) for x in out)

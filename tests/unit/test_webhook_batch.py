@@ -100,3 +100,40 @@ async def test_stopping_the_writer_leaves_nobody_waiting(turns: int) -> None:
     batcher._writer.cancel()
     out = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(o, RuntimeError) for o in out)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_a_write_slower_than_the_deadline_fails_its_batch_in_time() -> None:
+    store = FakeStore()
+    store.gate.clear()  # Redis never answers
+    batcher = ReportBatcher(store.apply_many, deadline_s=0.05)
+    started = asyncio.get_running_loop().time()
+    out = await asyncio.gather(*(batcher.apply(report(r), 1.0) for r in "ab"), return_exceptions=True)
+    assert all(isinstance(o, TimeoutError) for o in out), out
+    assert asyncio.get_running_loop().time() - started < 2.0  # wide margin: the deadline is 0.05 s
+    store.gate.set()  # the next one is written normally
+    assert await batcher.apply(report("c"), 2.0) == OK
+
+
+async def test_a_report_that_waited_past_its_deadline_is_not_written() -> None:
+    store = FakeStore()
+    clock = Clock()
+    batcher = ReportBatcher(store.apply_many, deadline_s=5.0, monotonic=clock)
+    store.gate.clear()
+    first = asyncio.create_task(batcher.apply(report("a"), 1.0))
+    await asyncio.sleep(0)  # "a" is being written
+    queued = asyncio.create_task(batcher.apply(report("b"), 1.0))
+    await asyncio.sleep(0)
+    clock.t += 6.0  # "b" has now waited longer than its deadline
+    store.gate.set()
+    assert await first == OK
+    with pytest.raises(TimeoutError):
+        await queued
+    assert store.calls == [["a"]]
