@@ -6,6 +6,7 @@ Pure data and parsing; no I/O. The wire shapes of the platform live in `codema.s
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ def parse_status(raw: object) -> Status | None:
     """`Status.READY`, `ready`, `status.Ready` -> Status.READY; anything else -> None (unknown)."""
     if not isinstance(raw, str):
         return None
+    return _status_of_text(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _status_of_text(raw: str) -> Status | None:
+    # Cached: every callback and every stored deployment is parsed, with a handful of strings.
     name = raw.strip().rsplit(".", 1)[-1].upper()
     return Status.__members__.get(name)
 

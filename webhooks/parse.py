@@ -14,6 +14,7 @@ lenient, as the platform's own examples disagree on types (codema-api.md §0.6, 
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +151,22 @@ def _ports(value: object) -> dict[str, Any] | None:
 def _location(value: object) -> DeploymentLocation | None:
     if not isinstance(value, dict):
         return None
+    fields = tuple(value.items())
+    if all(type(v) in _CACHEABLE for _k, v in fields):
+        return _location_of(fields)  # a fleet runs in a few dozen places: parsed once each
+    return _location_of_dict(value)
+
+
+# Values whose equality means the same parse (not bool: True == 1, but only 1 is a coordinate).
+_CACHEABLE = frozenset({str, int, float, type(None)})
+
+
+@functools.lru_cache(maxsize=1024)
+def _location_of(fields: tuple[tuple[str, Any], ...]) -> DeploymentLocation | None:
+    return _location_of_dict(dict(fields))  # DeploymentLocation is frozen: safe to share
+
+
+def _location_of_dict(value: dict[str, Any]) -> DeploymentLocation | None:
     try:
         return WireLocation.model_validate(value).to_kernel()
     except ValidationError:

@@ -11,6 +11,7 @@ Rejected requests change nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -46,6 +47,11 @@ RETRY_AFTER_S = "2"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
 _ANSWERS = {r: json.dumps({"result": r.value}).encode() for r in Result}  # {"result": "transition"}, ...
+
+
+@functools.lru_cache(maxsize=256)
+def _transitions(kind: str, state: str) -> Any:
+    return WEBHOOK_TRANSITIONS.labels(kind, state)  # the labelled child, looked up once
 
 
 class Rejected(Exception):
@@ -96,7 +102,7 @@ class WebhookEndpoint:
             self._latency.observe(time.perf_counter() - started)
         self._accepted[outcome.result].inc()
         for kind, state in outcome.transitions:
-            WEBHOOK_TRANSITIONS.labels(kind, state).inc()
+            _transitions(kind, state).inc()
         for note in outcome.usage_notes:
             WEBHOOK_USAGE_ANOMALIES.labels(note.value).inc()
         return Response(_ANSWERS[outcome.result], media_type="application/json")

@@ -4,6 +4,7 @@ draining. Status only moves forward; every transition appends one event, inside 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,11 @@ class HoldResult:
     free_after: int = 0
 
 
+@functools.lru_cache(maxsize=1024)
+def _location_json(location: DeploymentLocation) -> str:
+    return location.model_dump_json()  # frozen, and a fleet has a few dozen: dumped once each
+
+
 def _encode_report(report: StatusReport, now: float) -> bytes:
     rank: int | None = None
     if report.status_raw is not None:
@@ -73,7 +79,7 @@ def _encode_report(report: StatusReport, now: float) -> bytes:
     if report.ports is not None:
         snapshot["ports"] = orjson.dumps(dict(report.ports), option=orjson.OPT_SORT_KEYS).decode()
     if report.location is not None:
-        snapshot["location"] = report.location.model_dump_json()
+        snapshot["location"] = _location_json(report.location)
     if report.tags is not None:
         snapshot["tags"] = orjson.dumps(list(report.tags)).decode()
     payload: dict[str, Any] = {

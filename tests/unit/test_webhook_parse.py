@@ -126,6 +126,19 @@ def test_malformed_optional_parts_are_dropped_not_fatal() -> None:
     assert report.ports is None and report.location is None and report.tags is None and report.fqdn == ""
 
 
+def test_locations_parsed_once_are_not_confused_with_equal_looking_ones() -> None:
+    # Locations are parsed through a cache keyed on their fields: True == 1 in Python, but only
+    # 1 is a coordinate; a nested value is parsed without the cache.
+    def location(**fields: Any) -> Any:
+        return deployment_body(dep(location={"city": "Lima", **fields})).report.location
+
+    assert location(latitude=1).latitude == 1.0
+    assert location(latitude=True).latitude is None
+    assert location(latitude=1).latitude == 1.0
+    assert location(latitude=[1]).latitude is None
+    assert location(latitude=-12.0) is location(latitude=-12.0)  # frozen: one shared instance
+
+
 # name: status (and flags) -> (our state, known)
 SESSION_STATES: dict[str, tuple[dict[str, Any], tuple[SessionState | None, bool]]] = {
     "ready": ({"status": "Status.READY"}, (SessionState.LINKED, True)),
