@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 M = TypeVar("M", bound=BaseModel)
@@ -60,15 +60,22 @@ def parse_model(model: type[M], data: Any) -> M:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read at most `limit` bytes while streaming; Content-Length is not trusted."""
+    """Read at most `limit` bytes while streaming; Content-Length is not trusted. Reads the ASGI
+    messages itself (Starlette's `stream()` adds an async generator per request): the body is
+    read once, by the endpoint."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise HttpError(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json_object(

@@ -334,6 +334,6 @@ class StatusReport:
     error_detail: str = ""
     source: str = "webhook"  # webhook | poll | list | create
 
-    @property
+    @functools.cached_property  # read several times per callback; the report never changes
     def status(self) -> Status | None:
         return parse_status(self.status_raw) if self.status_raw is not None else None

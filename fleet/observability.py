@@ -44,6 +44,12 @@ def prepare_multiprocess_dir(path: str) -> None:
     os.environ[MULTIPROC_ENV] = path  # read by prometheus_client itself, not by our code
 
 
+def use_in_memory_metrics() -> None:
+    """A single-process `fleet web`: no multiprocess directory, /metrics renders this process."""
+    os.environ.pop(MULTIPROC_ENV, None)
+    os.environ.pop("FLEET_METRICS_DIR", None)
+
+
 def process_collectors(settings: Settings, role: Role) -> list[Collector]:
     """The scrape-time collectors a process of this role exports."""
     from fleet.collectors import RedisProbe, RqQueueCollector, probe_connection

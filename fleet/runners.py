@@ -42,7 +42,7 @@ def check_web_settings(settings: Settings) -> str | None:
 def run_web(host: str, port: int, *, workers: int = 1) -> int:
     import uvicorn
 
-    from fleet.observability import prepare_multiprocess_dir
+    from fleet.observability import prepare_multiprocess_dir, use_in_memory_metrics
 
     settings = Settings()
     setup_logging(settings)
@@ -50,10 +50,15 @@ def run_web(host: str, port: int, *, workers: int = 1) -> int:
     if problem:
         print(f"fleet web: {problem}", file=sys.stderr)
         return 2
-    # Every uvicorn worker writes its samples here; /metrics aggregates the family.
-    metrics_dir = settings.metrics_dir or str(Path(tempfile.gettempdir()) / f"fleet-metrics-web-{port}")
-    prepare_multiprocess_dir(metrics_dir)
-    os.environ["FLEET_METRICS_DIR"] = metrics_dir  # the worker processes read it through Settings
+    if workers > 1:
+        # Every uvicorn worker writes its samples here; /metrics aggregates the family.
+        metrics_dir = settings.metrics_dir or str(Path(tempfile.gettempdir()) / f"fleet-metrics-web-{port}")
+        prepare_multiprocess_dir(metrics_dir)
+        os.environ["FLEET_METRICS_DIR"] = metrics_dir  # the worker processes read it through Settings
+    else:
+        # One process: values in memory. Multiprocess values write a file and ask the kernel for
+        # the pid on every update (~4 % of the web process's CPU under callback load).
+        use_in_memory_metrics()
     event(log, "web_start", host=host, port=port, workers=workers)
     uvicorn.run(
         "fleet.app:create_app",

@@ -1,8 +1,8 @@
 """Group commit of deployment reports: callbacks that arrive while a write is in flight go to
-Redis together, in one pipeline, as soon as it returns.
+Redis together, in one script call (`DeploymentStore.apply_many`), as soon as it returns.
 
-Each report is still applied by its own atomic script, and each callback is answered only after
-its own report is acknowledged, so batching loses nothing and changes no rule; it saves the
+Each report is still applied on its own, by the same rules, and each callback is answered only
+after its own report is acknowledged, so batching loses nothing and changes no rule; it saves the
 per-command client work and round trips that dominate ingest under load (benchmarks/webhooks.py).
 There is no timer: a lone callback is written at once; batches only form while Redis is busy.
 
@@ -22,7 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from fleet.models import StatusReport
 from fleet.store.deployments import ReportResult
 
-MAX_BATCH = 128  # reports per script call: bounds one round trip's size and the wait behind it
+# Reports per script call. Not larger: while Redis runs one batch this process answers the callbacks
+# of the previous one, which a single batch of everything would serialise (64 concurrent callbacks:
+# 32 per call gave ~6 % more throughput than 128; the call's own cost is about 2 µs per report).
+MAX_BATCH = 32
 DEADLINE_S = 5.0  # half the platform's 10 s timeout: a slow Redis gets a 503, not a hang
 
 ApplyMany = Callable[[Sequence[tuple[StatusReport, float]]], Awaitable[list[ReportResult | Exception]]]

@@ -81,7 +81,8 @@ def _valid_id(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    if not text or len(text) > MAX_ID_CHARS or not text.isprintable() or any(c.isspace() for c in text):
+    # Every whitespace character but the space is unprintable, so this also refuses all of them.
+    if not text or len(text) > MAX_ID_CHARS or not text.isprintable() or " " in text:
         return None
     return text
 
@@ -151,9 +152,8 @@ def _ports(value: object) -> dict[str, Any] | None:
 def _location(value: object) -> DeploymentLocation | None:
     if not isinstance(value, dict):
         return None
-    fields = tuple(value.items())
-    if all(type(v) in _CACHEABLE for _k, v in fields):
-        return _location_of(fields)  # a fleet runs in a few dozen places: parsed once each
+    if _CACHEABLE.issuperset(map(type, value.values())):
+        return _location_of(tuple(value.items()))  # a fleet runs in a few dozen places: parsed once each
     return _location_of_dict(value)
 
 

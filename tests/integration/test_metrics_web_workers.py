@@ -46,8 +46,7 @@ def per_process(metrics_dir: Path, scratch: Path) -> dict[str, float]:
     return out
 
 
-@pytest.fixture
-def web_two_workers(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def web_group(redis_url: str, tmp_path: Path, workers: int) -> Iterator[tuple[str, Path]]:
     port, metrics_dir = free_port(), tmp_path / "metrics"
     group = ProcessGroup(
         {
@@ -62,11 +61,38 @@ def web_two_workers(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]
     )
     group.dir.mkdir()
     try:
-        proc = group.fleet("web", "web", "--host", "127.0.0.1", "--port", str(port), "--workers", "2")
+        proc = group.fleet(
+            "web", "web", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)
+        )
         wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
         yield f"http://127.0.0.1:{port}", metrics_dir
     finally:
         group.stop()
+
+
+@pytest.fixture
+def web_two_workers(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from web_group(redis_url, tmp_path, 2)
+
+
+@pytest.fixture
+def web_one_worker(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    yield from web_group(redis_url, tmp_path, 1)
+
+
+def test_one_worker_keeps_its_values_in_memory(web_one_worker: tuple[str, Path]) -> None:
+    # No multiprocess files (they cost a file write and a getpid per update), and /metrics
+    # renders the process itself: its counters and the process_* families of the default registry.
+    url, metrics_dir = web_one_worker
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for _ in range(3):
+            assert client.post("/webhooks/deployments?token=wrong", json={}).status_code == 401
+        body = client.get("/metrics").text
+    assert not metrics_dir.exists() or not any(metrics_dir.iterdir())
+    assert rejections(body) == 3
+    assert "process_cpu_seconds_total" in body
+    check = run_promtool("check", "metrics", stdin=body)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_counters_of_both_workers_add_up(web_two_workers: tuple[str, Path], tmp_path: Path) -> None:
