@@ -85,7 +85,7 @@ def parse_count(raw: object) -> int | None:
         return int(raw) if math.isfinite(raw) and raw >= 0 and raw == int(raw) else None
     if isinstance(raw, str):
         text = raw.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # not str.isdigit alone: "¹" is a digit int() refuses
             return int(text)
         try:
             value = float(text)

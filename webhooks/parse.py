@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from codema.schemas import PortMapping, WireLocation, status_name
+from codema.schemas import WireLocation, lenient_bool, status_name
 from fleet.models import DeploymentLocation, SessionState, StatusReport, parse_count
 from fleet.store.session_reports import SessionReport
 
@@ -130,23 +130,48 @@ def _flag(value: object) -> bool:
     return value is True or (isinstance(value, int) and value == 1)
 
 
-_PORTS = TypeAdapter(dict[str, PortMapping])
-
-
 def _ports(value: object) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
-    try:  # all at once; one malformed port sends us the slow way, which drops just that one
-        return _PORTS.dump_python(_PORTS.validate_python(value), exclude_defaults=True)  # type: ignore[no-any-return]
-    except ValidationError:
-        pass
     ports: dict[str, Any] = {}
-    for name, port in value.items():
-        try:
-            ports[str(name)] = PortMapping.model_validate(port).model_dump(exclude_defaults=True)
-        except ValidationError:
-            continue
+    for name, raw in value.items():
+        port = _port(raw)
+        if port is not None:  # a malformed port is dropped, the others kept
+            ports[str(name)] = port
     return ports
+
+
+_PORT_COUNTS = ("external", "internal")
+
+
+def _port(raw: object) -> dict[str, Any] | None:
+    """One port as `codema.schemas.PortMapping` normalises it (validated, then dumped without
+    defaults), written out: every deployment callback carries ports, and pydantic's validate and
+    dump was the largest part of parsing one. A property test holds it equal to the model."""
+    if not isinstance(raw, dict):
+        return None
+    out: dict[str, Any] = {}
+    for field in _PORT_COUNTS:
+        count = parse_count(raw.get(field))
+        if count is not None:
+            out[field] = count
+    for field in ("protocol", "name"):
+        _put_text(out, field, raw.get(field))
+    flag = raw.get("tls_upgrade")
+    if flag is not None and lenient_bool(flag):
+        out["tls_upgrade"] = True
+    _put_text(out, "link", raw.get("link"))
+    proxy = parse_count(raw.get("proxy"))
+    if proxy is not None:
+        out["proxy"] = proxy
+    return out
+
+
+def _put_text(out: dict[str, Any], field: str, value: object) -> None:
+    if value is not None:
+        text = str(value)
+        if text:
+            out[field] = text
 
 
 def _location(value: object) -> DeploymentLocation | None:

@@ -29,6 +29,7 @@ from codema.schemas.base import (
     Sent,
     WireLocation,
     intent_tag,
+    lenient_bool,
     status_name,
 )
 from codema.schemas.deployments import (
@@ -112,5 +113,6 @@ __all__ = [
     "TelemetryTicket",
     "WireLocation",
     "intent_tag",
+    "lenient_bool",
     "status_name",
 ]

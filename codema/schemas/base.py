@@ -32,7 +32,7 @@ def _lenient_float(raw: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _lenient_bool(raw: object) -> object:
+def lenient_bool(raw: object) -> object:
     if isinstance(raw, str):
         return raw.strip().lower() in ("true", "1", "yes")
     return bool(raw) if raw is not None else False
@@ -41,7 +41,7 @@ def _lenient_bool(raw: object) -> object:
 # Counts: an int or a numeric string; anything else is unknown (None), never 0.
 Count = Annotated[int | None, BeforeValidator(parse_count)]
 Float = Annotated[float | None, BeforeValidator(_lenient_float)]
-Flag = Annotated[bool, BeforeValidator(_lenient_bool)]
+Flag = Annotated[bool, BeforeValidator(lenient_bool)]
 Kind = Annotated[SessionKind, BeforeValidator(normalise_kind)]
 Text = Annotated[str, BeforeValidator(lambda raw: "" if raw is None else str(raw))]
 

@@ -126,6 +126,8 @@ ROWS: dict[str, Row] = {
         json_body=status_body(sockets=None, sockets_usage=2.5), status=200
     ),
     "boolean usage": Row(json_body=status_body(sockets_usage=True), status=200),
+    # "¹" is a digit to str.isdigit but not to int(): once a 500 (found by the ports property test).
+    "superscript digit counts": Row(json_body=status_body(sockets="¹", sockets_usage="²"), status=200),
     # Accepted on purpose: an unknown status is kept raw beside the known one, which stays READY.
     "unknown status": Row(
         json_body=status_body(current_status="Status.HIBERNATING"),

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from codema.schemas import PortMapping
 from fleet.models import SessionState, Status
 from webhooks.parse import (
     MAX_ID_CHARS,
@@ -36,6 +40,7 @@ COUNTS = {
     "usage boolean is unknown": ({"sockets": 5, "sockets_usage": True}, (5, None, CountNote.INVALID)),
     "usage NaN is unknown": ({"sockets": 5, "sockets_usage": float("nan")}, (5, None, CountNote.INVALID)),
     "usage object is unknown": ({"sockets": 5, "sockets_usage": {"n": 1}}, (5, None, CountNote.INVALID)),
+    "superscript digits are unknown": ({"sockets": "5", "sockets_usage": "²"}, (5, None, CountNote.INVALID)),
     "absurd sockets are unknown": ({"sockets": 10**12, "sockets_usage": 1}, (None, 1, None)),
     # usage 9 > sockets 5: clamped to 5
     "usage above sockets is clamped": ({"sockets": 5, "sockets_usage": 9}, (5, 5, CountNote.CLAMPED)),
@@ -224,3 +229,29 @@ def test_telemetry_names_the_bad_field(body: dict[str, Any], field: str) -> None
 def test_telemetry_without_scores_is_an_empty_complete_result() -> None:
     parsed = telemetry_body({"retrieval_key": "k"})
     assert parsed.scores == () and not parsed.partial
+
+
+# --- ports: the hand-written normalisation equals the platform client's model --------------------
+JSON_SCALARS = (
+    st.none() | st.booleans() | st.integers(-5, 70_000) | st.floats(allow_nan=False) | st.text(max_size=6)
+)
+PORT_VALUES = JSON_SCALARS | st.sampled_from(["31000", " 7777 ", "-1", "1e3", "true", "Yes", "0", ""])
+PORT_FIELDS = ["external", "internal", "protocol", "name", "tls_upgrade", "link", "proxy", "extra"]
+A_PORT = st.dictionaries(st.sampled_from(PORT_FIELDS), PORT_VALUES | st.lists(JSON_SCALARS, max_size=2))
+PORTS = st.dictionaries(st.text(min_size=1, max_size=5), A_PORT | JSON_SCALARS | st.lists(A_PORT, max_size=1))
+
+
+def ports_by_the_model(value: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, port in value.items():
+        try:
+            out[name] = PortMapping.model_validate(port).model_dump(exclude_defaults=True)
+        except ValidationError:
+            continue
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(PORTS)
+def test_ports_are_normalised_exactly_like_the_model(ports: dict[str, Any]) -> None:
+    assert deployment_body(dep(ports=ports)).report.ports == ports_by_the_model(ports)
