@@ -6,6 +6,7 @@ Errors are `{"message": ...}` like the platform's; validation errors are 422 and
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any, TypeVar
 
 import orjson
@@ -92,12 +93,22 @@ async def read_json_object(
     if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH:
         _check_depth(raw)
     try:
-        data = orjson.loads(raw)  # strict JSON: NaN, Infinity and lone surrogates are malformed
-    except (ValueError, RecursionError) as err:
-        raise HttpError(400, "body is not valid JSON") from err
+        data = orjson.loads(raw)
+    except ValueError:
+        data = _lenient_json(raw)
     if not isinstance(data, dict):
         raise HttpError(400, "body must be a JSON object")
     return data
+
+
+def _lenient_json(raw: bytes) -> Any:
+    """What orjson refuses but Python's json reads (NaN and Infinity, which Python services emit;
+    a byte-order mark; UTF-16; lone surrogates) is still read: refusing a callback loses it, as the
+    platform does not send it again. Rare, so the slower parser costs nothing in the common case."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise HttpError(400, "body is not valid JSON") from err
 
 
 def _check_depth(raw: bytes) -> None:

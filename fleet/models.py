@@ -75,6 +75,9 @@ def may_advance(current: Status | None, new: Status | None) -> bool:
     return new > current
 
 
+MAX_COUNT_DIGITS = 18
+
+
 def parse_count(raw: object) -> int | None:
     """Sockets and usage arrive as ints or numeric strings; anything else is unknown (None)."""
     if isinstance(raw, bool) or raw is None:
@@ -86,7 +89,8 @@ def parse_count(raw: object) -> int | None:
     if isinstance(raw, str):
         text = raw.strip()
         if text.isascii() and text.isdigit():  # not str.isdigit alone: "¹" is a digit int() refuses
-            return int(text)
+            # Python refuses to read an int of more than 4,300 digits; no count has 19.
+            return int(text) if len(text) <= MAX_COUNT_DIGITS else None
         try:
             value = float(text)
         except ValueError:

@@ -6,10 +6,13 @@ after its own report is acknowledged, so batching loses nothing and changes no r
 per-command client work and round trips that dominate ingest under load (benchmarks/webhooks.py).
 There is no timer: a lone callback is written at once; batches only form while Redis is busy.
 
-Each report carries its deadline (`deadline_s` after it was queued): a batch's write is bounded by
-the earliest deadline in it, and a report whose deadline passed while it queued fails without
-being written, so every caller gets its answer in time even when Redis is slow. One timer per
-batch instead of one per callback: a per-request `asyncio.timeout` was ~5 % of ingest CPU.
+Each report carries its deadline (`deadline_s` after it was queued). While a batch is written, one
+timer fails each of its callers whose deadline passes (TimeoutError: a 503, and the platform tries
+again), and a report whose deadline passed while it queued fails without being written. The write
+itself is never cancelled: its report may already be in Redis, and what follows the script (the
+index cleanup after a terminal status) must still run; the Redis client's socket timeout bounds it.
+One timer per batch instead of one per callback: a per-request `asyncio.timeout` was ~5 % of
+ingest CPU.
 """
 
 from __future__ import annotations
@@ -69,15 +72,22 @@ class ReportBatcher:
                 batch = self._drop_late(batch)
                 if not batch:
                     continue
+                timer = self._expire_in_time(batch)
                 try:
-                    async with asyncio.timeout(min(p[3] for p in batch) - self._monotonic()):
-                        await self._write(batch)
-                except Exception as err:  # Redis unreachable or slow, a script error: this batch fails
+                    await self._write(batch)
+                except Exception as err:  # Redis unreachable, a script error: this batch fails
                     _fail(batch, err)
+                finally:
+                    timer.cancel()
         except BaseException:  # cancelled (shutdown): nobody may be left waiting
             queued, self._queue = self._queue, []
             _fail(batch + queued, RuntimeError("the report writer stopped"))
             raise
+
+    def _expire_in_time(self, batch: list[Pending]) -> _Expiry:
+        expiry = _Expiry(batch, self._monotonic)
+        expiry.arm()
+        return expiry
 
     def _drop_late(self, batch: list[Pending]) -> list[Pending]:
         """Fail the reports whose deadline passed while they queued (they were never written)."""
@@ -103,6 +113,30 @@ class ReportBatcher:
         if writer is not None and not writer.done():
             with contextlib.suppress(Exception):
                 await writer
+
+
+class _Expiry:
+    """Fails each caller of a batch being written when its own deadline passes (the batch's reports
+    were queued in order, so their deadlines come in order: one timer at a time)."""
+
+    def __init__(self, batch: list[Pending], monotonic: Callable[[], float]) -> None:
+        self._batch = batch
+        self._monotonic = monotonic
+        self._next = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        now = self._monotonic()
+        while self._next < len(self._batch) and self._batch[self._next][3] <= now:
+            _fail([self._batch[self._next]], TimeoutError("Redis did not acknowledge the report in time"))
+            self._next += 1
+        if self._next < len(self._batch):
+            delay = self._batch[self._next][3] - now
+            self._handle = asyncio.get_running_loop().call_later(delay, self.arm)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 def _fail(pending: list[Pending], err: Exception) -> None:

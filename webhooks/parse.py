@@ -177,17 +177,18 @@ def _put_text(out: dict[str, Any], field: str, value: object) -> None:
 def _location(value: object) -> DeploymentLocation | None:
     if not isinstance(value, dict):
         return None
-    if _CACHEABLE.issuperset(map(type, value.values())):
-        return _location_of(tuple(value.items()))  # a fleet runs in a few dozen places: parsed once each
+    types = tuple(map(type, value.values()))
+    if _CACHEABLE.issuperset(types):  # a fleet runs in a few dozen places: each parsed once
+        return _location_of(tuple(value.items()), types)
     return _location_of_dict(value)
 
 
-# Values whose equality means the same parse (not bool: True == 1, but only 1 is a coordinate).
-_CACHEABLE = frozenset({str, int, float, type(None)})
+_CACHEABLE = frozenset({str, int, float, bool, type(None)})  # hashable JSON values
 
 
 @functools.lru_cache(maxsize=1024)
-def _location_of(fields: tuple[tuple[str, Any], ...]) -> DeploymentLocation | None:
+def _location_of(fields: tuple[tuple[str, Any], ...], types: tuple[type, ...]) -> DeploymentLocation | None:
+    # The types are part of the key: 1 == 1.0 == True, but "1", "1.0" and no coordinate differ.
     return _location_of_dict(dict(fields))  # DeploymentLocation is frozen: safe to share
 
 

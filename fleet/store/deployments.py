@@ -77,11 +77,11 @@ def _encode_report(report: StatusReport, now: float) -> bytes:
     if report.sockets is not None:
         facts["sockets"] = str(report.sockets)
     if report.ports is not None:
-        snapshot["ports"] = orjson.dumps(dict(report.ports), option=orjson.OPT_SORT_KEYS).decode()
+        snapshot["ports"] = _dumps(dict(report.ports), sort_keys=True).decode()
     if report.location is not None:
         snapshot["location"] = _location_json(report.location)
     if report.tags is not None:
-        snapshot["tags"] = orjson.dumps(list(report.tags)).decode()
+        snapshot["tags"] = _dumps(list(report.tags)).decode()
     payload: dict[str, Any] = {
         "request_id": report.request_id,
         "status_raw": report.status_raw or "",
@@ -93,7 +93,16 @@ def _encode_report(report: StatusReport, now: float) -> bytes:
     }
     if rank is not None:
         payload["rank"] = rank
-    return orjson.dumps(payload)
+    return _dumps(payload)
+
+
+def _dumps(value: Any, *, sort_keys: bool = False) -> bytes:
+    """orjson, or Python's json for what orjson refuses to write: a lone surrogate, which the
+    platform client's responses (read by Python's json) may carry; escaped as json.dumps does."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+    except TypeError:
+        return json.dumps(value, sort_keys=sort_keys).encode()
 
 
 def decode_deployment(raw: Mapping[str, str], holds: Mapping[str, str], now_ms: int) -> Deployment:

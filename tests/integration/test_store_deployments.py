@@ -107,3 +107,15 @@ async def test_release_marks_usage_for_a_prompt_poll(store: Store) -> None:
     dep = await store.deployments.get("d1", NOW + 3)
     assert dep is not None and dep.usage == 0 and dep.empty_since == NOW + 3
     assert dep.released_at is not None and dep.released_at < dep.last_heard
+
+
+async def test_a_report_with_a_lone_surrogate_is_stored(store: Store) -> None:
+    # The platform client reads responses with Python's json, which accepts "\ud83d"; orjson will
+    # not write it, so such a report is encoded by json instead (found in review: it was refused).
+    rid = "surrogate-1"
+    report = StatusReport(
+        rid, "Status.READY", sockets=4, usage=1, fqdn="a.example", tags=("x\ud83d",), source="poll"
+    )
+    assert (await store.deployments.apply(report, NOW)).transition
+    dep = await store.deployments.get(rid, NOW)
+    assert dep is not None and dep.status is Status.READY and dep.usage == 1 and len(dep.tags) == 1

@@ -128,6 +128,20 @@ ROWS: dict[str, Row] = {
     "boolean usage": Row(json_body=status_body(sockets_usage=True), status=200),
     # "¹" is a digit to str.isdigit but not to int(): once a 500 (found by the ports property test).
     "superscript digit counts": Row(json_body=status_body(sockets="¹", sockets_usage="²"), status=200),
+    # Python refuses to read an int of more than 4,300 digits: once a 500 (found in review).
+    "a count of 5,000 digits": Row(
+        json_body=status_body(sockets="1" * 5000, sockets_usage="9" * 4301), status=200
+    ),
+    "a port of 5,000 digits": Row(  # the unusable number is dropped, the rest of the port kept
+        json_body=status_body(ports={"game": {"external": "1" * 5000, "internal": 7777}}),
+        status=200,
+        effect=only_fields_added(ports='{"game":{"internal":7777}}'),
+    ),
+    # Python services write NaN for a float NaN; orjson refuses it, the lenient reader does not.
+    "NaN usage (Python's json writes it)": Row(
+        content=json.dumps(status_body(sockets_usage=float("nan"))).encode(), status=200
+    ),
+    "a UTF-8 byte-order mark": Row(content=b"\xef\xbb\xbf" + json.dumps(status_body()).encode(), status=200),
     # Accepted on purpose: an unknown status is kept raw beside the known one, which stays READY.
     "unknown status": Row(
         json_body=status_body(current_status="Status.HIBERNATING"),

@@ -137,3 +137,25 @@ async def test_a_report_that_waited_past_its_deadline_is_not_written() -> None:
     with pytest.raises(TimeoutError):
         await queued
     assert store.calls == [["a"]]
+
+
+async def test_each_caller_fails_at_its_own_deadline_and_the_write_is_never_cut() -> None:
+    # "b" queued behind a slow write and became old; "c" came later. Their write outlives b's
+    # deadline only: b gets TimeoutError (a 503), c its result, and the write runs to the end.
+    written: list[str] = []
+
+    async def apply_many(items: Sequence[tuple[StatusReport, float]]) -> list[ReportResult | Exception]:
+        ids = [r.request_id for r, _now in items]
+        await asyncio.sleep(0.2 if ids == ["a"] else 0.1)
+        written.extend(ids)
+        return [OK] * len(items)
+
+    batcher = ReportBatcher(apply_many, deadline_s=0.25)
+    a = asyncio.create_task(batcher.apply(report("a"), 1.0))
+    await asyncio.sleep(0)
+    b = asyncio.create_task(batcher.apply(report("b"), 1.0))
+    await asyncio.sleep(0.1)
+    c = asyncio.create_task(batcher.apply(report("c"), 1.0))
+    out = await asyncio.gather(a, b, c, return_exceptions=True)
+    assert out[0] == OK and isinstance(out[1], TimeoutError) and out[2] == OK, out
+    assert written == ["a", "b", "c"]

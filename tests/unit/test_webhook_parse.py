@@ -142,6 +142,7 @@ def test_locations_parsed_once_are_not_confused_with_equal_looking_ones() -> Non
     assert location(latitude=1).latitude == 1.0
     assert location(latitude=[1]).latitude is None
     assert location(latitude=-12.0) is location(latitude=-12.0)  # frozen: one shared instance
+    assert location(city=1).city == "1" and location(city=1.0).city == "1.0"  # 1 == 1.0, not as text
 
 
 # name: status (and flags) -> (our state, known)
