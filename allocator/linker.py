@@ -33,6 +33,11 @@ BLOCK_MS = 250
 STOP_WAIT_S = 5.0
 TICK_S = 1.0
 MAX_PER_PASS = 1000
+READ_COUNT = 500
+# After a read that found events, the next one waits this long: under callback load (thousands of
+# deployment events a second) a read per few events cost ~4 % of the web process's CPU, for
+# wake-ups that only need to come within a fraction of a deployment's start time.
+COALESCE_S = 0.02
 WAKING_EVENTS = frozenset({"deployment", "session"})
 PLATFORM_FAILURES = frozenset({SessionState.UNPROCESSABLE.value, SessionState.ERROR.value})
 
@@ -69,7 +74,7 @@ class Linker:
             after = await self.store.coord.last_event_id()
             while True:
                 try:
-                    events = await self.store.coord.read_events(conn, after, BLOCK_MS)
+                    events = await self.store.coord.read_events(conn, after, BLOCK_MS, READ_COUNT)
                     if events:
                         after = events[-1].id
                     if any(e.kind == "deployment" for e in events):
@@ -82,6 +87,8 @@ class Linker:
                         self._nudged = False
                         last_pass = self.clock()
                         await self.pass_once()
+                    if 0 < len(events) < READ_COUNT:
+                        await asyncio.sleep(COALESCE_S)
                 except (RedisError, OSError) as err:
                     event(log, "linker_redis_error", logging.WARNING, error=type(err).__name__)
                     await asyncio.sleep(1.0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -43,6 +45,28 @@ class ApiAuth:
                 await error_response(err.status, err.message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class FleetApp(Starlette):
+    """The Starlette app, with a front door for the platform's callbacks: a POST to one of their
+    paths goes straight to its endpoint, past the middleware stack and the router. Callbacks are
+    the busiest path (thousands a second), the stack and the router were ~8 % of the process's CPU
+    under callback load, and none of it applies to them: the API token is not theirs to carry, and
+    each endpoint answers its own errors. Any other method or path takes the usual way (a GET
+    there gets the router's 405)."""
+
+    def __init__(self, *, front_door: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front_door = dict(front_door)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.front_door.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _ops_routes(services: Services) -> list[BaseRoute]:
@@ -98,14 +122,15 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
-def build_app(services: Services) -> Starlette:
+def build_app(services: Services) -> FleetApp:
     from allocator.api import build_routes as allocator_routes
     from autoscaler.api import build_routes as autoscaler_routes
     from fleet.views import build_routes as view_routes
     from webhooks.routes import build_routes as webhook_routes
 
-    routes = [  # the platform's callbacks first: the busiest paths, matched in order
-        *webhook_routes(services),
+    callbacks = webhook_routes(services)
+    routes = [
+        *callbacks,
         *_ops_routes(services),
         *autoscaler_routes(services),
         *allocator_routes(services),
@@ -126,7 +151,8 @@ def build_app(services: Services) -> Starlette:
                     await stop()
             await services.aclose()
 
-    app = Starlette(
+    app = FleetApp(
+        front_door={r.path: r.app for r in callbacks if isinstance(r, Route)},
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -143,10 +169,16 @@ def build_app(services: Services) -> Starlette:
     return app
 
 
-def create_app() -> Starlette:
+def create_app() -> FleetApp:
     """uvicorn factory (`fleet.app:create_app`): settings are read here, in each worker process."""
     from fleet.runners import setup_logging
 
     settings = Settings()
     setup_logging(settings)
-    return build_app(bootstrap(settings))
+    app = build_app(bootstrap(settings))
+    # What was made to start (modules, the app, pydantic's validators: most of the process's
+    # objects) lives as long as the process: out of the collector's way, a full collection under
+    # callback load takes ~6 ms instead of ~28 ms, and stalls every request in flight for it.
+    gc.collect()
+    gc.freeze()
+    return app

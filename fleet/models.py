@@ -338,6 +338,6 @@ class StatusReport:
     error_detail: str = ""
     source: str = "webhook"  # webhook | poll | list | create
 
-    @functools.cached_property  # read several times per callback; the report never changes
+    @property  # not functools.cached_property: on Python 3.11 it takes a lock on every read
     def status(self) -> Status | None:
         return parse_status(self.status_raw) if self.status_raw is not None else None

@@ -95,13 +95,18 @@ class WebhookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A plain ASGI endpoint: callbacks are the service's busiest path, and Starlette's
-        per-request wrapper (exception context, send wrapper, Response object) is skipped."""
+        per-request wrapper (exception context, send wrapper, Response object) is skipped. The
+        app's front door (`fleet.app.FleetApp`) calls it without the middleware stack, so it
+        answers every error itself."""
         request = Request(scope, receive)
         started = time.perf_counter()
         try:
             outcome = await self._handle(request)
         except Rejected as rej:
             await self._reject(request, rej)(scope, receive, send)
+            return
+        except Exception:
+            await self._internal_error(request)(scope, receive, send)
             return
         finally:
             self._latency.observe(time.perf_counter() - started)
@@ -137,6 +142,14 @@ class WebhookEndpoint:
                 "state store unavailable, retry shortly",
                 {"Retry-After": RETRY_AFTER_S},
             ) from err
+
+    def _internal_error(self, request: Request) -> Response:
+        """A bug, not bad input: logged with its traceback (what the app's `Exception` handler does
+        for every other route) and answered 500: never a 2xx for a callback that was not stored."""
+        WEBHOOK_CALLBACKS.labels(self.kind, "rejected").inc()
+        WEBHOOK_REJECTIONS.labels(self.kind, "internal_error").inc()
+        log.exception("unhandled error", extra={"fleet_fields": {"path": request.url.path}})
+        return error_response(500, "internal error")
 
     @staticmethod
     def _auth_rejection(failure: AuthFailure) -> Rejected:

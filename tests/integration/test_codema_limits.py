@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from codema.client import CodemaClient
 from codema.errors import RateLimited

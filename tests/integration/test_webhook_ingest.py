@@ -3,8 +3,10 @@ transition), what it is readable through, and what wakes up."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from fleet.models import SessionRecord, SessionState, Status
@@ -185,3 +187,41 @@ def test_redis_down_is_a_503_not_a_500(web_factory: WebFactory) -> None:
     response = web.client.post(f"/webhooks/deployments?token={WEBHOOK_SECRET}", json=status_body())
     assert response.status_code == 503 and response.headers["retry-after"]
     assert "message" in response.json()
+
+
+def test_a_bug_in_a_callback_is_a_logged_500_and_stores_nothing(
+    web_factory: WebFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Callbacks skip the app's middleware (fleet.app.FleetApp): their endpoint answers its own bugs."""
+    from webhooks.ingest import Ingest
+
+    async def broken(self: Ingest, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(Ingest, "deployment", broken)
+    web = web_factory(clock=lambda: NOW)
+    before = web.snapshot()
+    rejected = metric("fleet_webhook_rejections_total", kind="deployment", reason="internal_error")
+    with caplog.at_level(logging.ERROR, logger="webhooks"):
+        response = web.client.post(f"/webhooks/deployments?token={WEBHOOK_SECRET}", json=status_body())
+    assert (response.status_code, response.json()) == (500, {"message": "internal error"})
+    assert (
+        metric("fleet_webhook_rejections_total", kind="deployment", reason="internal_error") == rejected + 1
+    )
+    assert web.snapshot() == before
+    (record,) = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert record.exc_info is not None and WEBHOOK_SECRET not in caplog.text
+
+
+def test_callbacks_take_the_front_door_and_everything_else_the_app(web_factory: WebFactory) -> None:
+    web = web_factory(clock=lambda: NOW)
+    # The API's own routes still need the token, and other methods on a callback path get the 405.
+    assert web.client.get(f"/v1/deployments/{RID}").status_code == 401
+    assert web.client.get(f"/webhooks/deployments?token={WEBHOOK_SECRET}").status_code == 405
+    assert post(web, "deployments", status_body()) == "transition"
+    moved = web.client.post(
+        f"/webhooks/deployments/?token={WEBHOOK_SECRET}", json=status_body(), follow_redirects=False
+    )
+    assert moved.status_code == 307 and moved.headers["location"].endswith(
+        "/webhooks/deployments?token=" + WEBHOOK_SECRET
+    )
