@@ -1,6 +1,6 @@
 """Webhook ingest benchmark: deployment callbacks through `fleet web` against a bare endpoint.
 
-    python -m benchmarks.webhooks [--requests N] [--concurrency 64] [--rounds 3] [--quick]
+    python -m benchmarks.webhooks [--requests N] [--concurrency 64] [--rounds 7] [--quick]
 
 Real uvicorn servers on loopback, one at a time, same uvicorn settings, one worker each:
 - bare (the baseline): a Starlette app whose only route answers 200 without reading the body;
@@ -333,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         serve_store_one(int(argv[1]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webhooks", description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=5_000, help="requests per round and endpoint")
+    parser.add_argument("--requests", type=int, default=8_000, help="requests per round and endpoint")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of every endpoint (median kept)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of every endpoint (median kept)")
     parser.add_argument("--warmup", type=int, default=1_000, help="requests per endpoint before measuring")
     parser.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
     args = parser.parse_args(argv)

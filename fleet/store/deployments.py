@@ -185,8 +185,9 @@ class DeploymentStore:
 
     async def _report_result(self, report: StatusReport, out: Sequence[Any]) -> ReportResult:
         transition, previous, created, usage_changed = (int(x) for x in out)
-        if transition and report.status is not None:
-            await self._after_transition(report.request_id, report.status)
+        status = report.status
+        if transition and status is not None and status.terminal:
+            await self._after_transition(report.request_id, status)
         return ReportResult(
             bool(transition),
             Status(previous) if 0 <= previous <= 8 else None,
