@@ -235,10 +235,17 @@ def bench_services(redis_url: str, prefix: str, fake: BenchPlatform, **settings:
 
 
 async def seed_fleet(
-    services: Services, fake: BenchPlatform, deployments: int, policies: int, usage: int
+    services: Services,
+    fake: BenchPlatform,
+    deployments: int,
+    policies: int,
+    usage: int,
+    *,
+    our_sessions: bool = False,
 ) -> list[str]:
-    """`policies` policies with `deployments` READY deployments between them, `usage` sockets used on each.
-    Returns one request id per policy (where the demand step lands)."""
+    """`policies` policies with `deployments` READY deployments between them, `usage` sockets used on each
+    (with `our_sessions`, by `usage` one-player sessions we placed, as when every player comes through
+    the allocator). Returns one request id per policy (where the demand step lands)."""
     store, now = services.store, services.clock()
     await store.fleets.put_fleet(Fleet(name="bench", enabled=True))
     await store.fleets.link("bench", APP, VERSION, {"app": APP, "app_version": VERSION, "fleet": "bench"})
@@ -279,6 +286,8 @@ async def seed_fleet(
             await store.deployments.record_owner(
                 rid, fleet="bench", policy=name, intent=rid, app=APP, version=VERSION, now=now
             )
+            for n in range(usage if our_sessions else 0):
+                await store.deployments.confirm(rid, f"seed-{rid}-{n}", 1)
             if i == 0:
                 firsts.append(rid)
     await store.coord.mark_rebuilt(now)
@@ -341,7 +350,9 @@ async def latency(redis_url: str, *, polling: bool, steps: int, spread_s: float)
     prefix = f"bench-lat-{uuid.uuid4().hex[:8]}"
     tick = {"scaler_tick_s": 30.0, "lease_ttl_s": 90.0} if polling else {}
     services = bench_services(redis_url, prefix, fake, **tick)
-    firsts = await seed_fleet(services, fake, steps, steps, usage=7)
+    # Demand per deployment is the larger of the platform's usage and our sessions plus reservations:
+    # the 7 used sockets are sessions of ours, so that the step's reservation is the 8th.
+    firsts = await seed_fleet(services, fake, steps, steps, usage=7, our_sessions=True)
     loop = (PollingLoop if polling else ScalerLoop)(services, "bench")
     stop = asyncio.Event()
     task = asyncio.get_running_loop().create_task(loop.run(stop=stop))

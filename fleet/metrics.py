@@ -178,7 +178,8 @@ WEBHOOK_CALLBACKS = Counter(
     "fleet_webhook_callbacks_total", "Platform callbacks by kind and result", ["kind", "result"]
 )
 # reason: missing_secret, bad_secret, throttled (429), not_configured, too_large (413), malformed (400),
-# missing_field / invalid_field (422), store_unavailable (503), internal_error (500: a bug).
+# missing_field / invalid_field (422), store_unavailable (503), client_disconnect (the caller hung up
+# before its body was read), internal_error (500: a bug).
 WEBHOOK_REJECTIONS = Counter(
     "fleet_webhook_rejections_total", "Platform callbacks refused, by kind and reason", ["kind", "reason"]
 )

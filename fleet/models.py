@@ -338,6 +338,8 @@ class StatusReport:
     error_detail: str = ""
     source: str = "webhook"  # webhook | poll | list | create
 
-    @property  # not functools.cached_property: on Python 3.11 it takes a lock on every read
+    # Not functools.cached_property: on Python 3.11 its first read takes a lock, and every report
+    # is new (a callback's report is read a few times); parse_status is cached per string.
+    @property
     def status(self) -> Status | None:
         return parse_status(self.status_raw) if self.status_raw is not None else None

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fleet.bootstrap import Services
 from fleet.http import HttpError, error_response, read_json_object
@@ -47,7 +47,22 @@ INGEST_DEADLINE_S = DEADLINE_S  # half the platform's 10 s timeout: a slow Redis
 RETRY_AFTER_S = "2"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Outcome]]
-_ANSWERS = {r: json.dumps({"result": r.value}).encode() for r in Result}  # {"result": "transition"}, ...
+
+
+class _Accepted:
+    """The 200 answer of one result, built once: `{"result": "transition"}`, ..."""
+
+    def __init__(self, result: Result) -> None:
+        self._body = json.dumps({"result": result.value}).encode()
+        self._headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(self._body))]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Fresh messages each time: a server or middleware may change what it is sent.
+        await send({"type": "http.response.start", "status": 200, "headers": list(self._headers)})
+        await send({"type": "http.response.body", "body": self._body})
+
+
+_ANSWERS = {r: _Accepted(r) for r in Result}
 
 
 @functools.lru_cache(maxsize=256)
@@ -96,29 +111,33 @@ class WebhookEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A plain ASGI endpoint: callbacks are the service's busiest path, and Starlette's
         per-request wrapper (exception context, send wrapper, Response object) is skipped. The
-        app's front door (`fleet.app.FleetApp`) calls it without the middleware stack, so it
-        answers every error itself."""
+        app's front door (`fleet.app.FleetApp`) calls it without the middleware stack, so every
+        error up to the answer is answered here."""
         request = Request(scope, receive)
+        try:
+            answer = self._answer(request, await self._outcome(request))
+        except Exception:
+            answer = self._internal_error(request)
+        await answer(scope, receive, send)
+
+    async def _outcome(self, request: Request) -> Outcome | Rejected:
         started = time.perf_counter()
         try:
-            outcome = await self._handle(request)
+            return await self._handle(request)
         except Rejected as rej:
-            await self._reject(request, rej)(scope, receive, send)
-            return
-        except Exception:
-            await self._internal_error(request)(scope, receive, send)
-            return
+            return rej
         finally:
             self._latency.observe(time.perf_counter() - started)
+
+    def _answer(self, request: Request, outcome: Outcome | Rejected) -> ASGIApp:
+        if isinstance(outcome, Rejected):
+            return self._reject(request, outcome)
         self._accepted[outcome.result].inc()
         for kind, state in outcome.transitions:
             _transitions(kind, state).inc()
         for note in outcome.usage_notes:
             WEBHOOK_USAGE_ANOMALIES.labels(note.value).inc()
-        body = _ANSWERS[outcome.result]
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        return _ANSWERS[outcome.result]
 
     async def _handle(self, request: Request) -> Outcome:
         failure = self.guard.check(request, time.monotonic())
@@ -128,6 +147,10 @@ class WebhookEndpoint:
             body = await read_json_object(request)
         except HttpError as err:
             raise _body_rejection(err) from err
+        except (
+            ClientDisconnect
+        ) as err:  # the caller gave up (the platform waits 10 s): nobody reads an answer
+            raise Rejected(499, "client_disconnect", "the caller went away before its body was read") from err
         try:
             if self.deadline_s is None:
                 return await self.handler(body)

@@ -225,3 +225,39 @@ def test_callbacks_take_the_front_door_and_everything_else_the_app(web_factory: 
     assert moved.status_code == 307 and moved.headers["location"].endswith(
         "/webhooks/deployments?token=" + WEBHOOK_SECRET
     )
+
+
+def test_a_caller_that_goes_away_mid_body_is_counted_and_is_not_a_bug(web_factory: WebFactory) -> None:
+    web = web_factory(clock=lambda: NOW)
+    before = web.snapshot()
+    gone = metric("fleet_webhook_rejections_total", kind="deployment", reason="client_disconnect")
+    bugs = metric("fleet_webhook_rejections_total", kind="deployment", reason="internal_error")
+    messages = iter([{"type": "http.request", "body": b'{"request_id": "9', "more_body": True}])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/deployments",
+        "raw_path": b"/webhooks/deployments",
+        "root_path": "",
+        "query_string": f"token={WEBHOOK_SECRET}".encode(),
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    assert web.client.portal is not None
+    web.client.portal.call(web.client.app, scope, receive, send)
+    assert sent[0]["status"] == 499  # for the log and the metric: a server drops it, nobody is there
+    assert metric("fleet_webhook_rejections_total", kind="deployment", reason="client_disconnect") == gone + 1
+    assert metric("fleet_webhook_rejections_total", kind="deployment", reason="internal_error") == bugs
+    assert web.snapshot() == before
