@@ -52,12 +52,15 @@ class FleetApp(Starlette):
     paths goes straight to its endpoint, past the middleware stack and the router. Callbacks are
     the busiest path (thousands a second), the stack and the router were ~8 % of the process's CPU
     under callback load, and none of it applies to them: the API token is not theirs to carry, and
-    each endpoint answers its own errors. Any other method or path takes the usual way (a GET
-    there gets the router's 405)."""
+    each endpoint answers its own errors. A callback URL with a trailing slash is the same
+    callback (the router would answer a 307 before any token check, and few platforms follow a
+    redirected POST). Any other method or path takes the usual way (a GET there gets the router's
+    405)."""
 
     def __init__(self, *, front_door: Mapping[str, ASGIApp], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.front_door = dict(front_door)
+        self.front_door.update({path + "/": endpoint for path, endpoint in front_door.items()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

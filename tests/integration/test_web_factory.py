@@ -11,7 +11,7 @@ import gc
 from fleet.app import create_app
 before = gc.get_freeze_count()
 app = create_app()
-print(before, gc.get_freeze_count(), sorted(app.front_door))
+print(before, gc.get_freeze_count(), sorted(p for p in app.front_door if not p.endswith("/")))
 """
 
 
