@@ -147,9 +147,8 @@ class WebhookEndpoint:
             body = await read_json_object(request)
         except HttpError as err:
             raise _body_rejection(err) from err
-        except (
-            ClientDisconnect
-        ) as err:  # the caller gave up (the platform waits 10 s): nobody reads an answer
+        except ClientDisconnect as err:
+            # The caller gave up (the platform waits 10 s): counted, but nobody reads the answer.
             raise Rejected(499, "client_disconnect", "the caller went away before its body was read") from err
         try:
             if self.deadline_s is None:

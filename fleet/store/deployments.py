@@ -187,7 +187,7 @@ class DeploymentStore:
         transition, previous, created, usage_changed = (int(x) for x in out)
         status = report.status
         if transition and status is not None and status.terminal:
-            await self._after_transition(report.request_id, status)
+            await self._clean_up_terminal(report.request_id)
         return ReportResult(
             bool(transition),
             Status(previous) if 0 <= previous <= 8 else None,
@@ -195,9 +195,8 @@ class DeploymentStore:
             bool(usage_changed),
         )
 
-    async def _after_transition(self, rid: str, status: Status) -> None:
-        if not status.terminal:
-            return
+    async def _clean_up_terminal(self, rid: str) -> None:
+        """A deployment that ended leaves the indexes, its holds go, and its facts expire."""
         # Index cleanup happens after the script: readers filter on status anyway, so a member that
         # lingers for a moment is harmless.
         raw = await self.redis.hmget(self.keys.deployment(rid), ["fleet", "policy", "app", "version"])
@@ -224,7 +223,7 @@ class DeploymentStore:
         # A webhook may already have said the deployment ended before we recorded it.
         current = await self.get(rid, now)
         if current is not None and current.status is not None and current.status.terminal:
-            await self._after_transition(rid, current.status)
+            await self._clean_up_terminal(rid)
 
     async def get(self, rid: str, now: float) -> Deployment | None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -2,7 +2,7 @@
 the work that follows its report's script.
 
 Found in review: the batch's deadline once cancelled the whole write, so after a TERMINATED report
-was stored its index cleanup (`_after_transition`) could be cut off; the platform's retry is then a
+was stored its index cleanup (`_clean_up_terminal`) could be cut off; the platform's retry is then a
 duplicate (no transition), so the deployment stayed in its policy's index and never expired."""
 
 from __future__ import annotations
